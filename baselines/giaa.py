@@ -1,0 +1,100 @@
+"""`giaa`: the generic prior. One MLP predicts the consensus score; every rater gets the same model.
+
+This is the reference point for personalisation: a method that does not beat it at 10 or 100 shots
+has not learned anything about the rater.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from piaa.method import Method, MethodConfig, UserModel
+from piaa.nn import FeatureRegressor, predict_batched
+from piaa.registry import register_method
+from piaa.tasks.format import RaterDataset
+from piaa.tasks.targets import generic_targets
+from piaa.training import fit_regressor
+
+
+@dataclass(frozen=True)
+class GIAAConfig(MethodConfig):
+    hidden: tuple[int, ...] = (256, 64)
+    dropout: float = 0.2
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    epochs: int = 80
+    batch_size: int = 128
+    val_fraction: float = 0.1
+    patience: int = 12
+
+
+class GenericUserModel(UserModel):
+    """Every rater gets the prior: the consensus score mapped onto the dataset's score scale."""
+
+    def __init__(self, method: "GenericPrior"):
+        self.method = method
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.method.generic_score(x)
+
+
+@register_method("giaa")
+class GenericPrior(Method):
+    Config = GIAAConfig
+    summary = "generic aesthetics prior (MLP on features), no personalisation"
+
+    def __init__(self, config: GIAAConfig | None = None, **overrides):
+        super().__init__(config, **overrides)
+        self.model: FeatureRegressor | None = None
+        self.score_mean = 0.0
+        self.rater_std = 1.0
+
+    def _build(self, dim: int) -> FeatureRegressor:
+        return FeatureRegressor(dim, self.config.hidden, self.config.dropout)
+
+    def fit(self, data: RaterDataset, *, seed: int = 0, progress: bool = False, checkpoint_dir=None) -> "GenericPrior":
+        self._remember_data(data)
+        targets = generic_targets(data)
+        x = np.asarray(data.features[targets.image_index], dtype=np.float32)
+        self.model = self._build(data.feature_dim)
+        self.model.standardize.fit(x)
+        cfg = self.config
+        # Images seen by more raters have a less noisy consensus: weight by the number of raters.
+        self.fit_log = fit_regressor(
+            self.model, x, targets.target,
+            epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+            val_fraction=cfg.val_fraction, patience=cfg.patience, seed=seed,
+            weights=targets.n_raters.astype(np.float32), progress=progress, label="giaa prior",
+        )
+        self.score_mean, self.rater_std = targets.score_mean, targets.rater_std
+        return self
+
+    def generic_z(self, x: np.ndarray) -> np.ndarray:
+        """The prior on the standardised scale (0 = an average image, 1 = one rater-std better)."""
+        if self.model is None:
+            raise RuntimeError("giaa is not fitted")
+        return predict_batched(self.model, self.check_features(x))
+
+    def generic_score(self, x: np.ndarray) -> np.ndarray:
+        lo, hi = self.score_range
+        return np.clip(self.score_mean + self.rater_std * self.generic_z(x), lo, hi)
+
+    def adapt(self, x_support, y_support, *, big_five=None, seed: int = 0) -> UserModel:
+        return GenericUserModel(self)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        assert self.model is not None, "giaa is not fitted"
+        state = {f"prior.{k}": v for k, v in self.model.state_dict().items()}
+        state["prior_stats"] = torch.tensor([self.score_mean, self.rater_std], dtype=torch.float64)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        dim = int(state["prior.standardize.mean"].shape[0])
+        self.model = self._build(dim)
+        self.model.load_state_dict({k[len("prior."):]: v for k, v in state.items() if k.startswith("prior.")})
+        self.model.eval()
+        self.score_mean, self.rater_std = (float(v) for v in state["prior_stats"])

@@ -1,0 +1,175 @@
+"""The one interface every method implements, ours and the baselines alike.
+
+A `Method` learns a prior from training raters (`fit`) and personalises it from a few rated images
+(`adapt`), returning a `UserModel` that scores features. Configuration is a frozen dataclass whose
+defaults reproduce the method's paper; learned state is separate and serialises to tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+import torch
+
+from piaa.errors import ConfigError
+from piaa.tasks.format import RaterDataset
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodConfig:
+    """Base for per-method configuration. Subclasses add fields with paper-faithful defaults."""
+
+    def replace(self, **changes: Any) -> "MethodConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "MethodConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"{cls.__name__} has no field {unknown[0]!r} (fields: {', '.join(sorted(names))})")
+        converted = {k: _coerce(cls, k, v) for k, v in values.items()}
+        return cls(**converted)
+
+    @classmethod
+    def with_overrides(cls, base: "MethodConfig | None", assignments: list[str] | None) -> "MethodConfig":
+        """Apply `field=value` strings (from `--set`) on top of `base` (or the defaults)."""
+        cfg = base or cls()
+        changes: dict[str, Any] = {}
+        for item in assignments or []:
+            if "=" not in item:
+                raise ConfigError(f"--set expects field=value, got {item!r}")
+            key, raw = item.split("=", 1)
+            changes[key.strip()] = raw.strip()
+        if not changes:
+            return cfg
+        merged = {**cfg.to_dict(), **changes}
+        return cls.from_dict(merged)
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    """Turn a string from the command line (or a JSON value) into the field's declared type."""
+    hints = typing.get_type_hints(cls)
+    kind = hints.get(name, str)
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        kind = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(kind), typing.get_args(kind)
+    try:
+        if origin is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            inner = args[0] if args else str
+            return tuple(_scalar(inner, v) for v in items if str(v).strip() != "")
+        return _scalar(kind, value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{cls.__name__}.{name}: cannot read {value!r} as {getattr(kind, '__name__', kind)}") from None
+
+
+def _scalar(kind: Any, value: Any) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(value)
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return int(str(value).strip()) if isinstance(value, str) else int(value)
+    if kind is float:
+        return float(value)
+    if kind is str:
+        return str(value)
+    return value
+
+
+class UserModel(ABC):
+    """A method personalised to one rater. Scores are on the dataset's score scale."""
+
+    @abstractmethod
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Scores for feature rows `x` [n, dim] → [n] float64."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The per-user state worth storing (what differs from the prior); small by design."""
+        return {}
+
+
+class Method(ABC):
+    """Base class: constructors only store configuration; `fit` returns self."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    summary: ClassVar[str] = ""
+    uses_big_five: ClassVar[bool] = False
+
+    def __init__(self, config: MethodConfig | None = None, **overrides: Any):
+        cfg = config if config is not None else self.Config()
+        if not isinstance(cfg, self.Config):
+            raise ConfigError(f"{self.name} expects a {self.Config.__name__}, got {type(cfg).__name__}")
+        if overrides:
+            cfg = self.Config.from_dict({**cfg.to_dict(), **overrides})
+        self.config = cfg
+        self.score_range: tuple[float, float] = (0.0, 1.0)
+        self.feature_dim: int | None = None
+        self.fit_log: list[dict[str, Any]] = []
+
+    # -- learning --------------------------------------------------------------------------------
+    @abstractmethod
+    def fit(self, data: RaterDataset, *, seed: int = 0, progress: bool = False, checkpoint_dir: Path | None = None) -> "Method":
+        """Learn the prior from `data`'s train (and personality) raters. Test raters are never passed.
+
+        Long-running methods may save checkpoints in `checkpoint_dir` and resume from them.
+        """
+
+    @abstractmethod
+    def adapt(
+        self,
+        x_support: np.ndarray,
+        y_support: np.ndarray,
+        *,
+        big_five: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> UserModel:
+        """Personalise from a rater's support set (possibly empty: the prior, or Big-Five only)."""
+
+    # -- state -----------------------------------------------------------------------------------
+    @abstractmethod
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """All learned state as tensors (saved with safetensors)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Restore what `state_dict` returned (called on a freshly constructed method)."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """JSON-able learned state beside the tensors (score range, feature dim)."""
+        return {"score_range": list(self.score_range), "feature_dim": self.feature_dim}
+
+    def load_extra_state(self, extra: Mapping[str, Any]) -> None:
+        self.score_range = tuple(float(v) for v in extra["score_range"])  # type: ignore[assignment]
+        self.feature_dim = extra.get("feature_dim")
+
+    def _remember_data(self, data: RaterDataset) -> None:
+        self.score_range = data.score_range
+        self.feature_dim = data.feature_dim
+
+    def check_features(self, x: np.ndarray, where: str = "features") -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or (self.feature_dim is not None and x.shape[1] != self.feature_dim):
+            raise ConfigError(f"{where}: expected an array [n, {self.feature_dim}], got shape {tuple(x.shape)}")
+        return x

@@ -1,0 +1,47 @@
+"""Agreement between predicted and observed scores. Undefined cases are NaN, never a silent number."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy.stats import ConstantInputWarning, pearsonr, spearmanr
+
+
+def _defined(pred: np.ndarray, true: np.ndarray) -> bool:
+    return len(pred) >= 2 and np.ptp(pred) > 0 and np.ptp(true) > 0
+
+
+def srocc(pred, true) -> float:
+    """Spearman rank correlation; NaN when either side is constant (no ranking to agree with)."""
+    pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    if not _defined(pred, true):
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        return float(spearmanr(pred, true).statistic)
+
+
+def plcc(pred, true) -> float:
+    """Pearson linear correlation; NaN when either side is constant."""
+    pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    if not _defined(pred, true):
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        return float(pearsonr(pred, true).statistic)
+
+
+def emd(p, q, r: float = 2.0) -> np.ndarray:
+    """Earth mover's distance between score distributions over ordered bins (rows of p and q).
+
+    The NIMA form: (mean over bins of |CDF_p - CDF_q|^r)^(1/r); r=1 is the classical 1-D EMD
+    divided by the number of bins. Inputs are normalised to sum to one.
+    """
+    p, q = np.atleast_2d(np.asarray(p, dtype=np.float64)), np.atleast_2d(np.asarray(q, dtype=np.float64))
+    if p.shape != q.shape:
+        raise ValueError(f"distributions differ in shape: {p.shape} vs {q.shape}")
+    p = p / p.sum(axis=1, keepdims=True)
+    q = q / q.sum(axis=1, keepdims=True)
+    diff = np.abs(np.cumsum(p, axis=1) - np.cumsum(q, axis=1))
+    return np.mean(diff**r, axis=1) ** (1.0 / r)

@@ -1,0 +1,62 @@
+"""Methods by name. Implementations register themselves with `@register_method`."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Callable, TypeVar
+
+from piaa.errors import ConfigError
+from piaa.method import Method
+
+M = TypeVar("M", bound=type[Method])
+_METHODS: dict[str, type[Method]] = {}
+# Modules that register the built-in methods; imported on first lookup so `import piaa` stays light.
+_BUILTIN_MODULES = ("piaa.baselines",)
+_loaded = False
+
+
+def register_method(name: str) -> Callable[[M], M]:
+    """Class decorator: make a Method available under `name` (CLI `--method NAME`)."""
+
+    def wrap(cls: M) -> M:
+        existing = _METHODS.get(name)
+        if existing is not None and existing is not cls and existing.__qualname__ != cls.__qualname__:
+            raise ConfigError(f"method name {name!r} is already taken by {existing.__module__}.{existing.__qualname__}")
+        cls.name = name
+        _METHODS[name] = cls
+        return cls
+
+    return wrap
+
+
+def _load_builtins() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for module in _BUILTIN_MODULES:
+            importlib.import_module(module)
+
+
+def method_class(name: str) -> type[Method]:
+    _load_builtins()
+    try:
+        return _METHODS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_METHODS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown method {name!r}{hint} (known: {', '.join(sorted(_METHODS))})") from None
+
+
+def list_methods() -> dict[str, type[Method]]:
+    _load_builtins()
+    return dict(sorted(_METHODS.items()))
+
+
+def create_method(name: str, overrides: list[str] | None = None, **fields) -> Method:
+    """Build a method by name; `overrides` are `field=value` strings, `fields` typed values."""
+    cls = method_class(name)
+    cfg = cls.Config.with_overrides(None, overrides)
+    if fields:
+        cfg = cls.Config.from_dict({**cfg.to_dict(), **fields})
+    return cls(cfg)

@@ -1,0 +1,134 @@
+"""Run directories: a trained method that can be reloaded anywhere, without pickle.
+
+```
+runs/<method>-<YYYYmmdd-HHMMSS>/
+  config.json          method name, resolved config, dataset reference, seed, versions, extra state
+  weights.safetensors  the method's learned tensors
+  train_log.jsonl      one JSON object per logged training step/epoch
+runs/LATEST            name of the most recent run (so commands work without --run)
+```
+A run directory is written to a staging folder and renamed when complete, so an interrupted or
+failed training never leaves a half-written run behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+
+import piaa
+from piaa.atomic import staged_directory, write_json, write_text
+from piaa.errors import RunError
+from piaa.method import Method
+from piaa.registry import method_class
+from piaa.tasks.format import RaterDataset, read_dataset
+from piaa.tasks.simulate import ensure_demo
+
+CONFIG = "config.json"
+WEIGHTS = "weights.safetensors"
+LOG = "train_log.jsonl"
+LATEST = "LATEST"
+DEMO = "demo"
+
+
+def runs_root() -> Path:
+    """Where runs go by default: $PIAA_RUNS, else ./runs."""
+    return Path(os.environ.get("PIAA_RUNS", "runs"))
+
+
+def resolve_data(ref: str | os.PathLike | None) -> tuple[RaterDataset, str]:
+    """Load a dataset from a directory, or the embedded demo for None/'demo'. Returns (data, ref)."""
+    if ref is None or str(ref) == DEMO:
+        return read_dataset(ensure_demo()), DEMO
+    path = Path(ref).expanduser().resolve()
+    return read_dataset(path), str(path)
+
+
+@dataclass
+class Run:
+    path: Path
+    method: Method
+    data_ref: str
+    seed: int
+    info: dict[str, Any]
+
+    def load_data(self) -> RaterDataset:
+        return resolve_data(self.data_ref)[0]
+
+
+def save_run(method: Method, *, data_ref: str, seed: int, out: str | os.PathLike | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write a fitted method as a run directory and point LATEST at it. Returns the run path."""
+    if out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = runs_root() / f"{method.name}-{stamp}"
+        suffix = 1
+        while Path(out).exists():
+            suffix += 1
+            out = runs_root() / f"{method.name}-{stamp}-{suffix}"
+    out = Path(out)
+    info = {
+        "piaa_version": piaa.__version__,
+        "method": method.name,
+        "config": method.config.to_dict(),
+        "data": data_ref,
+        "seed": seed,
+        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "extra_state": method.extra_state(),
+        **(extra or {}),
+    }
+    with staged_directory(out) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in method.state_dict().items()}, str(tmp / WEIGHTS))
+        write_text(tmp / LOG, "".join(json.dumps(entry) + "\n" for entry in method.fit_log))
+        write_json(tmp / CONFIG, info)
+    _point_latest(out)
+    return out
+
+
+def _point_latest(run: Path) -> None:
+    root = run.resolve().parent
+    write_text(root / LATEST, run.name + "\n")
+    default = runs_root().resolve()
+    if default != root and default.exists():
+        write_text(default / LATEST, str(run.resolve()) + "\n")
+
+
+def latest_run(root: str | os.PathLike | None = None) -> Path:
+    root = Path(root) if root is not None else runs_root()
+    pointer = root / LATEST
+    if not pointer.is_file():
+        raise RunError(f"no run found under {root}/ (train one first: piaa meta-train)")
+    name = pointer.read_text(encoding="utf-8").strip()
+    path = Path(name) if os.path.isabs(name) else root / name
+    if not path.is_dir():
+        raise RunError(f"{pointer} points to {path}, which no longer exists (pass --run or train again)")
+    return path
+
+
+def load_run(path: str | os.PathLike | None = None) -> Run:
+    """Load a run directory (default: the latest run) into a ready-to-adapt method."""
+    run = Path(path) if path is not None else latest_run()
+    config_file = run / CONFIG
+    if not config_file.is_file():
+        raise RunError(f"{run} is not a run directory ({CONFIG} is missing)")
+    try:
+        info = json.loads(config_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{config_file} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    cls = method_class(info["method"])
+    method = cls(cls.Config.from_dict(info["config"]))
+    weights = run / WEIGHTS
+    if not weights.is_file():
+        raise RunError(f"{run} has no {WEIGHTS}")
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise RunError(f"{weights}: cannot be read ({exc})") from None
+    method.load_state_dict(state)
+    method.load_extra_state(info.get("extra_state", {}))
+    return Run(path=run, method=method, data_ref=info["data"], seed=int(info.get("seed", 0)), info=info)

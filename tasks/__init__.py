@@ -1,0 +1,1 @@
+"""Rater datasets → tasks: the format, native loaders, sampling and the demo simulator."""
