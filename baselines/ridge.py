@@ -47,22 +47,41 @@ class RidgeUserModel(UserModel):
         }
 
 
-def loo_ridge(phi: np.ndarray, r: np.ndarray, lambdas: np.ndarray) -> tuple[np.ndarray, float]:
-    """Dual ridge fit of `r` on `phi` with λ chosen by exact leave-one-out error; λ=inf (no fit) competes.
+def _hat_diagonal(u: np.ndarray, shrink: np.ndarray, k: int, intercept: bool) -> np.ndarray:
+    diag = np.einsum("ij,j,ij->i", u, shrink, u)
+    # A fitted intercept (the caller centred the data) adds 1/k to every leverage.
+    return diag + 1.0 / k if intercept else diag
 
-    Returns the primal weights and the chosen λ.
+
+def loo_residuals(phi: np.ndarray, r: np.ndarray, lam: float, *, intercept: bool = True) -> np.ndarray:
+    """Exact leave-one-out residuals of ridge regression with strength `lam` (λ=inf: intercept only).
+
+    With `intercept`, `phi` and `r` must be centred; each left-out fit then re-estimates the centre,
+    as refitting on the other points would.
     """
     k = len(r)
-    kernel = phi @ phi.T
-    s, u = np.linalg.eigh(kernel)
+    s, u = np.linalg.eigh(phi @ phi.T)
+    shrink = np.zeros_like(s) if np.isinf(lam) else np.clip(s, 0.0, None) / (np.clip(s, 0.0, None) + lam)
+    fitted = u @ (shrink * (u.T @ r))
+    return (r - fitted) / np.clip(1.0 - _hat_diagonal(u, shrink, k, intercept), 1e-9, None)
+
+
+def loo_ridge(phi: np.ndarray, r: np.ndarray, lambdas: np.ndarray, *, intercept: bool = True) -> tuple[np.ndarray, float]:
+    """Ridge fit of `r` on `phi` with λ chosen by exact leave-one-out error; λ=inf (no fit) competes.
+
+    Works in the dual (k×k kernel, one eigendecomposition for all λ), which is cheap for few shots
+    and many features. Returns the primal weights and the chosen λ.
+    """
+    k = len(r)
+    s, u = np.linalg.eigh(phi @ phi.T)
     s = np.clip(s, 0.0, None)
     ur = u.T @ r
-    best_err, best = float(np.mean(r**2)) * (k / (k - 1)) ** 2, (np.zeros(phi.shape[1]), float("inf"))
+    no_fit = r / (1.0 - 1.0 / k) if intercept else r
+    best_err, best = float(np.mean(no_fit**2)), (np.zeros(phi.shape[1]), float("inf"))
     for lam in lambdas:
         shrink = s / (s + lam)
         fitted = u @ (shrink * ur)
-        hat_diag = np.einsum("ij,j,ij->i", u, shrink, u)
-        loo = (r - fitted) / np.clip(1.0 - hat_diag, 1e-9, None)
+        loo = (r - fitted) / np.clip(1.0 - _hat_diagonal(u, shrink, k, intercept), 1e-9, None)
         err = float(np.mean(loo**2))
         if err < best_err:
             alpha = u @ (ur / (s + lam))

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from scipy.stats import ConstantInputWarning, pearsonr, spearmanr
 
 
 def _defined(pred: np.ndarray, true: np.ndarray) -> bool:
@@ -14,22 +11,22 @@ def _defined(pred: np.ndarray, true: np.ndarray) -> bool:
 
 def srocc(pred, true) -> float:
     """Spearman rank correlation; NaN when either side is constant (no ranking to agree with)."""
+    from scipy.stats import spearmanr  # imported on first use: scipy.stats is slow to import
+
     pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
     if not _defined(pred, true):
         return float("nan")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConstantInputWarning)
-        return float(spearmanr(pred, true).statistic)
+    return float(spearmanr(pred, true).statistic)
 
 
 def plcc(pred, true) -> float:
     """Pearson linear correlation; NaN when either side is constant."""
+    from scipy.stats import pearsonr
+
     pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
     if not _defined(pred, true):
         return float("nan")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConstantInputWarning)
-        return float(pearsonr(pred, true).statistic)
+    return float(pearsonr(pred, true).statistic)
 
 
 def emd(p, q, r: float = 2.0) -> np.ndarray:

@@ -22,6 +22,7 @@ from piaa.progress import progress_bar
 from piaa.seeding import derive_seed
 from piaa.tasks.format import RaterDataset
 from piaa.tasks.sampling import MIN_QUERY, draw_support, eligible
+from piaa.threads import single_threaded
 
 ROW_COLUMNS = ["user", "shots", "repeat", "n_support", "n_query", "srocc", "plcc", "error"]
 
@@ -103,7 +104,7 @@ def evaluate(
     rows: list[dict[str, Any]] = []
     skipped: dict[int, list[str]] = {k: [] for k in shots}
     total = sum(1 if k == 0 else repeats for k in shots) * len(raters)
-    with progress_bar(f"evaluating {method.name}", total=total, enabled=progress) as advance:
+    with single_threaded(), progress_bar(f"evaluating {method.name}", total=total, enabled=progress) as advance:
         for rater in raters:
             x_all = np.asarray(data.features[rater.image_index], dtype=np.float32)
             big_five = rater.big_five if use_big_five else None

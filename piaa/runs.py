@@ -91,10 +91,11 @@ def save_run(method: Method, *, data_ref: str, seed: int, out: str | os.PathLike
 
 
 def _point_latest(run: Path) -> None:
+    """The most recent run is found from the default runs folder wherever it was written."""
     root = run.resolve().parent
     write_text(root / LATEST, run.name + "\n")
     default = runs_root().resolve()
-    if default != root and default.exists():
+    if default != root:
         write_text(default / LATEST, str(run.resolve()) + "\n")
 
 

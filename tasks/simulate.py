@@ -19,8 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
-
 from piaa.seeding import numpy_rng
 from piaa.tasks.format import BIG_FIVE, write_dataset
 
@@ -172,6 +170,8 @@ def simulate(spec: DemoSpec = DemoSpec(), seed: int = 0) -> dict:
 def ceilings(ratings: pd.DataFrame, users: pd.DataFrame, truth: dict) -> dict[str, float]:
     """Mean over test raters of SROCC between observed scores and (a) the noiseless opinion (the
     ceiling), (b) the generic quality alone, (c) generic + the Big-Five-predictable part of taste."""
+    from scipy.stats import spearmanr
+
     test = set(users.loc[users["split"] == "test", "user"])
     out = {}
     for key, name in (("clean", "ceiling_srocc"), ("generic", "generic_oracle_srocc"), ("big_five_part", "big_five_oracle_srocc")):
