@@ -19,7 +19,11 @@ HEADER = "# Benchmarks\n\nFigures written by the scripts in `benchmarks/` (re-ru
 def machine() -> str:
     import torch
 
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, {_dt.date.today().isoformat()}"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{_dt.date.today().isoformat()}, load average {load:.1f} when written"
+    )
 
 
 def write_section(name: str, title: str, body: str, doc: Path = DOC) -> None:
