@@ -319,7 +319,8 @@ def features_extract(
     )
     out.print(
         f"{result.backbone}: {result.n_images:,} images x {result.dim} features -> [bold]{result.path}[/] "
-        f"(computed {result.n_computed:,}, reused {result.n_reused:,} from an earlier run)"
+        f"(computed {result.n_computed:,}, reused {result.n_reused:,} from an earlier run)",
+        soft_wrap=True,
     )
     if result.n_failed:
         err.print(f"[yellow]warning:[/] {result.n_failed} unreadable image(s) skipped, listed in {result.path / 'failed.csv'}", highlight=False)

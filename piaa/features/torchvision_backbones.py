@@ -173,7 +173,11 @@ def make_torchvision(name: str, *, weights=None, download: bool = False, seed: i
         else:
             path = Path(weights)
             state, info = load_state_file(path), str(path.resolve())
-        result = model.load_state_dict(state, strict=False)
+        try:
+            result = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches raise even when not strict
+            first = next((l.strip() for l in str(exc).splitlines() if "size mismatch" in l), str(exc).splitlines()[0])
+            raise ConfigError(f"weights {info} do not fit {name} ({first})") from None
         missing = [k for k in result.missing_keys if not k.startswith("AuxLogits")]
         if missing or result.unexpected_keys:
             detail = f"missing {missing[:3]}" if missing else f"unexpected {result.unexpected_keys[:3]}"
