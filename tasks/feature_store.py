@@ -52,24 +52,23 @@ class FeatureStore:
         return int(self.features.shape[1])
 
     @cached_property
-    def _by_path(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.images)}
+    def _by_path(self) -> pd.Series:
+        return pd.Series(np.arange(len(self.images), dtype=np.int64), index=self.images)
+
+    def _unique_keys(self, keys: pd.Series) -> pd.Series:
+        """key → row; -1 for a key that names more than one stored image (ambiguous)."""
+        rows = pd.Series(np.arange(len(keys), dtype=np.int64), index=keys.to_numpy())
+        dup = rows.index.duplicated(keep=False)
+        rows[dup] = -1
+        return rows[~rows.index.duplicated(keep="first")]
 
     @cached_property
-    def _by_basename(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for i, name in enumerate(self.images):
-            base = PurePosixPath(name).name
-            out[base] = -1 if base in out else i  # -1 marks an ambiguous file name
-        return out
+    def _by_basename(self) -> pd.Series:
+        return self._unique_keys(_basename(pd.Series(self.images, dtype=object)))
 
     @cached_property
-    def _by_stem(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for i, name in enumerate(self.images):
-            stem = PurePosixPath(name).stem
-            out[stem] = -1 if stem in out else i
-        return out
+    def _by_stem(self) -> pd.Series:
+        return self._unique_keys(_basename(pd.Series(self.images, dtype=object)).str.replace(r"\.[^.]*$", "", regex=True))
 
     @cached_property
     def _failed_names(self) -> set[str]:
@@ -85,22 +84,27 @@ class FeatureStore:
         `40K/farm1_..._b.jpg`); `by="stem"` matches the file name without extension (AVA ids).
         A file name that occurs twice in the store is ambiguous and raises.
         """
-        lookup_secondary = self._by_basename if by == "name" else self._by_stem
-        rows = []
-        for name in names:
-            name = str(name)
-            pos = self._by_path.get(name) if by == "name" else None
-            if pos is None:
-                key = PurePosixPath(name.replace("\\", "/")).name if by == "name" else name
-                pos = lookup_secondary.get(key)
-                if pos == -1:
-                    raise DataError(str(self.path / IMAGES), f"image name {key!r} occurs in more than one folder of the store; cannot tell which one is meant")
-            rows.append(-1 if pos is None else pos)
-        return np.asarray(rows, dtype=np.int64)
+        query = pd.Series(list(names), dtype=object).astype(str)
+        if by == "name":
+            rows = query.map(self._by_path)
+            secondary = _basename(query).map(self._by_basename)
+        else:
+            rows = pd.Series(np.nan, index=query.index)
+            secondary = query.map(self._by_stem)
+        rows = rows.fillna(secondary)
+        ambiguous = (rows == -1).to_numpy()
+        if ambiguous.any():
+            key = query.iloc[int(np.flatnonzero(ambiguous)[0])]
+            raise DataError(str(self.path / IMAGES), f"image name {key!r} occurs in more than one folder of the store; cannot tell which one is meant")
+        return rows.fillna(-1).to_numpy(dtype=np.int64)
 
     def was_unreadable(self, name: str) -> bool:
         name = str(name)
         return name in self._failed_names or PurePosixPath(name).name in self._failed_names
+
+
+def _basename(paths: pd.Series) -> pd.Series:
+    return paths.str.replace("\\", "/", regex=False).str.rsplit("/", n=1).str[-1]
 
 
 def open_store(path: str | Path) -> FeatureStore:
