@@ -201,10 +201,11 @@ def _finish_import(parsed, features: Optional[Path], out_dir: Optional[Path], dr
     for note in parsed.notes:
         colour = "red" if note.startswith("WARNING") else "yellow"
         err.print(f"[{colour}]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
-    table = Table(title=f"{parsed.name}{' (dry run: nothing written)' if dry_run else ''}", show_header=False)
+    table = Table(show_header=False)
     for key, value in parsed.summary():
         table.add_row(key, value)
     if dry_run:
+        out.print(f"{parsed.name}: checked (dry run: nothing written)", soft_wrap=True)
         out.print(table)
         return
     if (needs_features and features is None) or out_dir is None:

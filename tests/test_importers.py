@@ -359,3 +359,19 @@ def test_ava_malformed_rows(tmp_path):
     (tmp_path / "AVA.txt").write_text("1 953619 0 1 5 -1 38 36 15 6 5 1 1 22 1396\n")
     with pytest.raises(DataError, match="votes for score 4"):
         parse_ava(tmp_path / "AVA.txt")
+
+
+def test_dry_run_checks_without_features_and_writes_nothing(tmp_path):
+    root, truth = flickr_fixture(tmp_path / "flickr")
+    cmd = [sys.executable, "-m", "piaa.console.cli", "data", "import", "flickr-aes", "--root", str(root), "--test-workers", str(_list(tmp_path, truth["user"].unique()[:3])), "--dry-run", "--out", str(tmp_path / "out")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "9 train, 3 test" in proc.stdout and "300" in proc.stdout and "dry run: nothing written" in proc.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_name_in_two_store_folders_is_ambiguous(tmp_path):
+    store = open_store(write_store(tmp_path / "s", ["a/x.jpg", "b/x.jpg", "b/y.jpg"], np.eye(3, dtype=np.float32), backbone="b"))
+    assert store.locate(["a/x.jpg", "y.jpg", "z.jpg"]).tolist() == [0, 2, -1]
+    with pytest.raises(DataError, match="'x.jpg' occurs in more than one folder"):
+        store.locate(["x.jpg"])
