@@ -137,7 +137,8 @@ def _list(tmp_path: Path, ids) -> Path:
 
 @needs_shared
 def test_real_published_files_are_read_as_they_are(tmp_path):
-    ids, form = read_worker_list(SHARED / "test_workers_ID.csv")
+    ids, form, lines = read_worker_list(SHARED / "test_workers_ID.csv")
+    assert lines[0] == 2 and lines[-1] == 38
     assert len(ids) == 37 and ids[0] == "AGXT2OHMTWBRS" and form == "CSV with column ID"
     # The shared folder holds one per-worker file plus the split file: a per-worker folder.
     parsed = parse_flickr_aes(labels=SHARED, seed=0, n_test=1, test_ratings=(100, 100))
@@ -178,6 +179,9 @@ def test_unknown_worker_in_split_file_is_an_error(tmp_path):
     (tmp_path / "t.csv").write_text("ID\n" + truth["user"].iloc[0] + "\nNOSUCHWORKER\n")
     with pytest.raises(DataError, match=r"t\.csv line 3: test worker 'NOSUCHWORKER' has no ratings"):
         parse_flickr_aes(root, test_workers=tmp_path / "t.csv")
+    (tmp_path / "t.txt").write_text("n worker\n\n1 " + truth["user"].iloc[0] + "\n2 NOSUCHWORKER\n")
+    with pytest.raises(DataError, match=r"t\.txt line 4: test worker 'NOSUCHWORKER'"):
+        parse_flickr_aes(root, test_workers=tmp_path / "t.txt")
     (tmp_path / "bad.csv").write_text("name\nA\n")
     with pytest.raises(DataError, match="expected a header 'ID'"):
         parse_flickr_aes(root, test_workers=tmp_path / "bad.csv")

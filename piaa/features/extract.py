@@ -114,9 +114,11 @@ class _Shards:
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
-    if (out / MANIFEST).exists():
-        if not overwrite:
-            raise FileExistsError(f"{out} already holds a finished feature store (use --overwrite or another --out)")
+    """Refuse to touch a folder that is not ours; with `overwrite`, start over (a finished store or
+    an unfinished run is removed)."""
+    if (out / MANIFEST).exists() and not overwrite:
+        raise FileExistsError(f"{out} already holds a finished feature store (use --overwrite or another --out)")
+    if overwrite and ((out / MANIFEST).exists() or (out / PARTIAL).exists()):
         for name in (MANIFEST, FEATURES, IMAGES, FAILED):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / PARTIAL, ignore_errors=True)

@@ -112,8 +112,8 @@ def parse_aadb(
     counts = ratings.groupby("user").size()
     users_sorted = sorted(counts.index)
     if test_workers is not None:
-        ids, form = read_worker_list(test_workers)
-        users = apply_test_list(users_sorted, counts, ids, str(test_workers))
+        ids, form, lines = read_worker_list(test_workers)
+        users = apply_test_list(users_sorted, ids, lines, str(test_workers))
         split = {"source": "file", "file": str(test_workers), "form": form, "n_test": len(ids)}
         notes.append(f"test workers from {test_workers} ({len(ids)} workers, {form})")
     else:

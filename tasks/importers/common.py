@@ -42,8 +42,9 @@ class ParsedDataset:
 
     def summary(self) -> list[tuple[str, str]]:
         splits = self.users["split"].value_counts()
+        raters = ", ".join(f"{int(splits.get(s, 0))} {s}" for s in ("train", "test", "personality") if splits.get(s, 0))
         rows = [
-            ("raters", ", ".join(f"{int(splits.get(s, 0))} {s}" for s in ("train", "test", "personality") if splits.get(s, 0))) or "none",
+            ("raters", raters or "none"),
             ("images", f"{len(self.image_names()):,}"),
             ("ratings", f"{len(self.ratings):,}"),
         ]
@@ -118,10 +119,10 @@ def collapse_duplicates(ratings: pd.DataFrame, notes: list[str], file: str) -> p
     return merged
 
 
-def read_worker_list(path: str | Path) -> tuple[list[str], str]:
+def read_worker_list(path: str | Path) -> tuple[list[str], str, list[int]]:
     """Worker ids from a split file: a CSV with header `ID` (one id per line, as circulated with
     later PIAA code) or a whitespace-separated table with a `worker` column (older code). Returns
-    (ids, description of the form found)."""
+    (ids, description of the form found, the line of each id)."""
     path = require_file(path, "a worker list: a CSV with header ID, or a space-separated table with a worker column")
     lines = read_text_lines(path)
     header_line = next((i for i, l in enumerate(lines) if l.strip()), None)
@@ -151,21 +152,23 @@ def read_worker_list(path: str | Path) -> tuple[list[str], str]:
         lines_no = np.asarray(lines_list)
     else:
         raise DataError(str(path), f"expected a header 'ID' (CSV) or a 'worker' column (space-separated), got {header.strip()!r}", line=header_line + 1)
-    ids = ids[ids != ""]
-    dup = ids.duplicated()
+    keep = (ids != "").to_numpy()
+    ids, lines_no = ids[keep].reset_index(drop=True), np.asarray(lines_no)[keep]
+    dup = ids.duplicated().to_numpy()
     if dup.any():
-        i = int(np.flatnonzero(dup.to_numpy())[0])
-        raise DataError(str(path), f"worker {ids.iloc[i]!r} is listed twice", line=int(lines_no[ids.index[i]] if len(lines_no) > ids.index[i] else i + 2))
+        i = int(np.flatnonzero(dup)[0])
+        raise DataError(str(path), f"worker {ids.iloc[i]!r} is listed twice", line=int(lines_no[i]))
     if ids.empty:
         raise DataError(str(path), "lists no workers")
-    return ids.tolist(), form
+    return ids.tolist(), form, [int(n) for n in lines_no]
 
 
-def apply_test_list(users: list[str], counts: pd.Series, test_ids: list[str], path: str) -> pd.DataFrame:
+def apply_test_list(users: list[str], test_ids: list[str], lines: list[int], path: str) -> pd.DataFrame:
+    """Listed workers are test raters, everyone else train; a listed worker without ratings is an error."""
     known = set(users)
-    for i, worker in enumerate(test_ids):
+    for worker, line in zip(test_ids, lines):
         if worker not in known:
-            raise DataError(str(path), f"test worker {worker!r} has no ratings in the dataset (unknown worker; is this the split file for this dataset?)", line=i + 2)
+            raise DataError(str(path), f"test worker {worker!r} has no ratings in the dataset (unknown worker; is this the split file for this dataset?)", line=line)
     test = set(test_ids)
     return pd.DataFrame({"user": users, "split": ["test" if u in test else "train" for u in users]})
 
