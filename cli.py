@@ -213,8 +213,9 @@ def _finish_import(parsed, features: Optional[Path], out_dir: Optional[Path], dr
     report = (writer or write_import)(parsed, features, out_dir, drop_missing=drop_missing, overwrite=overwrite)
     for note in report.notes[len(parsed.notes):]:
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
-    out.print(f"{parsed.name}: {report.images:,} images, {report.ratings:,} ratings, "
-              + ", ".join(f"{n} {s}" for s, n in report.raters.items() if n) + f" raters -> [bold]{report.path}[/]")
+    raters = ", ".join(f"{n} {s}" for s, n in report.raters.items() if n)
+    what = f"{report.ratings:,} ratings, {raters} raters" if raters else "score distributions, no raters"
+    out.print(f"{parsed.name}: {report.images:,} images, {what} -> [bold]{escape(str(report.path))}[/]", soft_wrap=True)
 
 
 @import_app.command("flickr-aes")

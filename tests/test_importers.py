@@ -14,7 +14,7 @@ import pytest
 from piaa.errors import DataError
 from piaa.tasks.distributions import read_distributions
 from piaa.tasks.feature_store import open_store, write_store
-from piaa.tasks.format import BIG_FIVE, read_dataset
+from piaa.tasks.format import read_dataset
 from piaa.tasks.importers import (
     merge_personality,
     parse_aadb,

@@ -155,8 +155,6 @@ def _published_state(name: str, download: bool) -> tuple[dict, str]:
 
 def make_torchvision(name: str, *, weights=None, download: bool = False, seed: int = 0) -> Backbone:
     torchvision = require_torchvision()
-    import torch
-
     from piaa.seeding import torch_seeded
 
     arch = ARCHS[name]
