@@ -379,3 +379,16 @@ def test_a_file_name_in_two_store_folders_is_ambiguous(tmp_path):
     assert store.locate(["a/x.jpg", "y.jpg", "z.jpg"]).tolist() == [0, 2, -1]
     with pytest.raises(DataError, match="'x.jpg' occurs in more than one folder"):
         store.locate(["x.jpg"])
+
+
+def test_psychoflickr_liked_images_without_features_refuse_or_drop(tmp_path):
+    into, store, images = _rating_dataset(tmp_path)
+    (tmp_path / "p.txt").write_text(f"p/u1/{images[0]} 0 0 0 0 0\np/u1/pf_2.jpg 0 0 0 0 0\np/u1/gone.jpg 0 0 0 0 0\n")
+    parsed = parse_psychoflickr(per_image=tmp_path / "p.txt")
+    with pytest.raises(DataError, match=r"1 of 2 images have no features, e.g. 'gone.jpg'"):
+        merge_personality(parsed, into, tmp_path / "m", features=store)
+    assert not (tmp_path / "m").exists()
+    report = merge_personality(parsed, into, tmp_path / "m", features=store, drop_missing=True)
+    data = read_dataset(tmp_path / "m")
+    assert report.dropped["images"] == 1 and report.dropped["likes"] == 1
+    assert sorted(data.likes["image"]) == sorted([images[0], "pf_2.jpg"]) and len(data.images) == 61

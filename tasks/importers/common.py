@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from piaa.errors import DataError
+from piaa.seeding import numpy_rng
 from piaa.tasks.feature_store import FeatureStore, open_store
 from piaa.tasks.format import BIG_FIVE, write_dataset
 
@@ -181,8 +182,6 @@ def derive_test_split(counts: pd.Series, *, n_test: int, min_ratings: int, max_r
             dataset,
             f"cannot derive a split: only {len(eligible)} raters have {min_ratings}-{max_ratings:g} ratings but {n_test} test raters are needed (give a test-worker list)",
         )
-    from piaa.seeding import numpy_rng  # imports torch: only when a split is derived
-
     rng = numpy_rng("split", dataset, seed)
     test = set(np.asarray(eligible)[rng.permutation(len(eligible))[:n_test]].tolist())
     users = sorted(str(u) for u in counts.index)
