@@ -7,6 +7,7 @@ deterministic and fast. The features, in order, are listed in `FEATURE_NAMES`.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -51,8 +52,10 @@ def _symmetry(a: np.ndarray, axis: int) -> float:
 def handcrafted_features(image: Image.Image) -> np.ndarray:
     """All `FEATURE_NAMES` for one image, float32."""
     orig_w, orig_h = image.size
-    if image.format == "JPEG":
-        image.draft("RGB", (WORK_SIDE, WORK_SIDE))  # decode at 1/2, 1/4 or 1/8 scale: much faster
+    if image.format == "JPEG" and max(orig_w, orig_h) > WORK_SIDE:
+        # Decode at 1/2, 1/4 or 1/8 scale (never below the working size): much faster than full size.
+        scale = WORK_SIDE / max(orig_w, orig_h)
+        image.draft("RGB", (math.ceil(orig_w * scale), math.ceil(orig_h * scale)))
     image = image.convert("RGB")
     if max(image.size) > WORK_SIDE:
         scale = WORK_SIDE / max(image.size)
@@ -64,7 +67,7 @@ def handcrafted_features(image: Image.Image) -> np.ndarray:
     luma = 0.299 * r + 0.587 * g + 0.114 * b
     hue, sat = hsv[..., 0], hsv[..., 1]
 
-    hist, _ = np.histogram(luma, bins=32, range=(0, 1))
+    hist = np.bincount(np.minimum((luma * 32).astype(np.intp), 31).ravel(), minlength=32)
     p = hist / max(1, hist.sum())
     entropy = float(-(p[p > 0] * np.log2(p[p > 0])).sum() / 5.0)  # / log2(32): in [0, 1]
     p5, p95 = np.percentile(luma, [5, 95])
@@ -73,7 +76,8 @@ def handcrafted_features(image: Image.Image) -> np.ndarray:
     yb = 0.5 * (r + g) - b
     colorfulness = np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
 
-    hue_hist, _ = np.histogram(hue, bins=HUE_BINS, range=(0, 1), weights=sat)
+    hue_bin = np.minimum((hue * HUE_BINS).astype(np.intp), HUE_BINS - 1).ravel()
+    hue_hist = np.bincount(hue_bin, weights=sat.ravel(), minlength=HUE_BINS)
     hue_hist = hue_hist / (hue_hist.sum() + _EPS)
 
     gx = ndimage.sobel(luma, axis=1)
