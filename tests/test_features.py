@@ -71,7 +71,7 @@ def test_extraction_skips_and_lists_the_corrupt_jpeg(tmp_path):
     names = write_jpegs(tmp_path / "imgs", 9, corrupt=4)
     (tmp_path / "imgs" / "notes.txt").write_text("not an image")
     (tmp_path / "imgs" / "fake.png").write_text("not a png either")
-    result = extract_features(tmp_path / "imgs", "handcrafted", tmp_path / "store", batch_size=4, progress=False)
+    result = extract_features(tmp_path / "imgs", "handcrafted", tmp_path / "store", batch_size=4, workers=2, progress=False)
     assert (result.n_images, result.n_failed, result.n_computed, result.n_reused) == (8, 2, 8, 0)
     store = open_store(tmp_path / "store")
     assert sorted(store.failed) == ["b/img004.jpg", "fake.png"]
