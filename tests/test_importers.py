@@ -392,3 +392,12 @@ def test_psychoflickr_liked_images_without_features_refuse_or_drop(tmp_path):
     data = read_dataset(tmp_path / "m")
     assert report.dropped["images"] == 1 and report.dropped["likes"] == 1
     assert sorted(data.likes["image"]) == sorted([images[0], "pf_2.jpg"]) and len(data.images) == 61
+
+
+def test_aadb_wide_file_without_worker_column(tmp_path):
+    (tmp_path / "a.csv").write_text("HITId,Input.image_url1,Answer.overallScore1\nH1,http://x/a.jpg,3\n")
+    with pytest.raises(DataError, match="no WorkerId column"):
+        parse_aadb([tmp_path / "a.csv"], test_workers=None)
+    (tmp_path / "b.csv").write_text("workerid,Input.image_url1,Answer.overallScore1\nW9,http://x/a.jpg,3\n")
+    parsed = parse_aadb([tmp_path / "b.csv"], min_test_ratings=1)
+    assert parsed.ratings[["user", "image"]].values.tolist() == [["W9", "a.jpg"]]

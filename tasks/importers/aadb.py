@@ -1,7 +1,7 @@
 """AADB (Kong et al., ECCV 2016) per-rater annotations → a rater dataset.
 
 Two published shapes are accepted, per file, recognised by their header:
-- raw MTurk results: one row per assignment, a `WorkerId` column and pairs
+- raw MTurk results: one row per assignment, a `WorkerId` column (any case) and pairs
   `Input.image_url<k>` / `Answer.overallScore<k>` (k = 1..N); empty pairs are skipped;
 - long tables: `worker,image,score` (`user` is accepted for `worker`).
 Image ids are the file names at the end of the URLs. Overall scores are integers 1..5.
@@ -42,10 +42,11 @@ def _image_from_url(url: str) -> str:
 
 def read_mturk_wide(path: Path) -> pd.DataFrame:
     """Raw MTurk results (WorkerId + Input.image_url<k>/Answer.overallScore<k>) → user, image, score."""
-    df = read_table(path, ["WorkerId"])
+    df = read_table(path, [])
+    worker_col = next((c for c in df.columns if c.lower().replace("_", "") in ("workerid", "worker")), None)
+    if worker_col is None:
+        raise DataError(str(path), f"has Input.image_url<k> columns but no WorkerId column (header has: {', '.join(df.columns)})", line=1)
     ks = sorted(int(m.group(1)) for c in df.columns if (m := _URL_COL.match(c)))
-    if not ks:
-        raise DataError(str(path), "has a WorkerId column but no Input.image_url<k> columns", line=1)
     frames = []
     for k in ks:
         score_col = f"Answer.overallScore{k}"
@@ -55,11 +56,11 @@ def read_mturk_wide(path: Path) -> pd.DataFrame:
         used = (urls != "").to_numpy()
         lines = np.flatnonzero(used) + 2
         scores = parse_scores(df[score_col][used], str(path), score_col, *SCORE_RANGE, integer=True, lines=lines)
-        frames.append(pd.DataFrame({"user": df["WorkerId"][used].str.strip().to_numpy(), "image": [_image_from_url(u) for u in urls[used]], "score": scores, "_line": lines}))
+        frames.append(pd.DataFrame({"user": df[worker_col][used].str.strip().to_numpy(), "image": [_image_from_url(u) for u in urls[used]], "score": scores, "_line": lines}))
     ratings = pd.concat(frames, ignore_index=True)
     empty = (ratings["user"] == "").to_numpy()
     if empty.any():
-        raise DataError(str(path), "empty WorkerId", line=int(ratings["_line"].iloc[int(np.flatnonzero(empty)[0])]), field="WorkerId")
+        raise DataError(str(path), f"empty {worker_col}", line=int(ratings["_line"].iloc[int(np.flatnonzero(empty)[0])]), field=worker_col)
     return ratings.sort_values("_line", kind="stable").drop(columns="_line").reset_index(drop=True)
 
 
@@ -80,7 +81,7 @@ def read_long(path: Path) -> pd.DataFrame:
 def read_annotations(path: Path) -> pd.DataFrame:
     lines = read_text_lines(path)
     header = [c.strip().strip('"') for c in lines[0].split(",")] if lines else []
-    return read_mturk_wide(path) if "WorkerId" in header else read_long(path)
+    return read_mturk_wide(path) if any(_URL_COL.match(c) for c in header) else read_long(path)
 
 
 def parse_aadb(
