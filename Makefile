@@ -5,14 +5,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench clean install-vision test-vision
 
-$(BIN)/python:
+# A stamp file marks a completed torch install, so an interrupted setup is redone, not trusted.
+$(VENV)/.torch-installed:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
+	touch $@
 
-install: $(BIN)/python
+install: $(VENV)/.torch-installed
 	$(BIN)/pip install --quiet -e '.[test]' --config-settings editable_mode=strict
 
 demo: install
@@ -21,9 +23,28 @@ demo: install
 
 test: install
 	$(BIN)/pytest
+	$(MAKE) test-vision
+
+# The vision extra (torchvision, open_clip) in its own venv: torchvision 0.29.1 only imports beside
+# torch 2.14.1, which differs from the core venv's torch. A stamp file marks a completed torch install.
+VISION_VENV ?= .venv-vision
+VBIN := $(VISION_VENV)/bin
+VISION_TORCH ?= torch==2.14.1 torchvision==0.29.1
+
+$(VISION_VENV)/.torch-installed:
+	$(PYTHON) -m venv $(VISION_VENV)
+	$(VBIN)/pip install --quiet --upgrade pip
+	$(VBIN)/pip install --quiet $(VISION_TORCH)
+	touch $@
+
+install-vision: $(VISION_VENV)/.torch-installed
+	$(VBIN)/pip install --quiet -e '.[test,vision]' --config-settings editable_mode=strict
+
+test-vision: install-vision
+	$(VBIN)/pytest -m vision
 
 bench: install
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info runs
+	rm -rf $(VENV) $(VISION_VENV) build *.egg-info runs

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def derive_seed(*parts: int | str) -> int:
@@ -32,6 +34,8 @@ def torch_seeded(*parts: int | str) -> Iterator[torch.Generator]:
     Layer initialisers and dropout draw from torch's default generator; forking it keeps callers'
     random state untouched while making everything inside deterministic.
     """
+    import torch  # here, not at module level: numpy-only users (dataset import) stay torch-free
+
     seed = derive_seed(*parts)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -1,0 +1,14 @@
+"""Native dataset importers: published files → the rater-dataset format (see docs/datasets.md).
+
+Each `parse_*` reads the published files into a `ParsedDataset` (checked, no features yet);
+`write_import` (or `merge_personality`, `write_ava`) attaches features from a feature store and
+writes the result atomically.
+"""
+
+from piaa.tasks.importers.aadb import parse_aadb
+from piaa.tasks.importers.ava import parse_ava, write_ava
+from piaa.tasks.importers.common import ImportReport, ParsedDataset, write_import
+from piaa.tasks.importers.flickr_aes import parse_flickr_aes
+from piaa.tasks.importers.psychoflickr import merge_personality, parse_psychoflickr
+
+__all__ = ["ImportReport", "ParsedDataset", "merge_personality", "parse_aadb", "parse_ava", "parse_flickr_aes", "parse_psychoflickr", "write_ava", "write_import"]

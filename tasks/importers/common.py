@@ -1,0 +1,281 @@
+"""What every native importer shares: the parsed result, feature matching and the atomic write.
+
+An importer parses the published files into a `ParsedDataset` (no features yet). `write_import`
+then looks every image up in a feature store, refuses (or, with `drop_missing`, drops and counts)
+images without features, and writes the rater-dataset directory in one atomic step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from piaa.errors import DataError
+from piaa.seeding import numpy_rng
+from piaa.tasks.feature_store import FeatureStore, open_store
+from piaa.tasks.format import BIG_FIVE, write_dataset
+
+
+@dataclass
+class ParsedDataset:
+    """A native dataset parsed into rater-dataset tables, before features are attached."""
+
+    name: str
+    score_range: tuple[float, float]
+    ratings: pd.DataFrame  # user, image, score
+    users: pd.DataFrame  # user, split (+ Big-Five)
+    likes: pd.DataFrame | None = None
+    distributions: pd.DataFrame | None = None  # image, n1..nK (AVA)
+    meta: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the user must know (derived split, dropped rows)
+    image_match: str = "name"  # how images are found in a feature store: "name" or "stem"
+
+    def image_names(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for frame in (self.ratings, self.likes, self.distributions):
+            if frame is not None:
+                seen.update(dict.fromkeys(frame["image"]))
+        return list(seen)
+
+    def summary(self) -> list[tuple[str, str]]:
+        splits = self.users["split"].value_counts()
+        raters = ", ".join(f"{int(splits.get(s, 0))} {s}" for s in ("train", "test", "personality") if splits.get(s, 0))
+        rows = [
+            ("raters", raters or "none"),
+            ("images", f"{len(self.image_names()):,}"),
+            ("ratings", f"{len(self.ratings):,}"),
+        ]
+        if self.likes is not None:
+            rows.append(("likes", f"{len(self.likes):,}"))
+        if self.distributions is not None:
+            rows.append(("score distributions", f"{len(self.distributions):,}"))
+        return rows
+
+
+# -- helpers for parsers -------------------------------------------------------------------------
+def require_file(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(str(path), f"not found (expected {what})")
+    return path
+
+
+def read_text_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        return path.read_text(encoding="latin-1").splitlines()
+
+
+def read_table(path: Path, required: list[str], *, sep: str | None = ",") -> pd.DataFrame:
+    """A CSV (or whitespace table when `sep=None`) as strings, header names stripped, columns checked."""
+    try:
+        if sep is None:
+            df = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False)
+        else:
+            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise DataError(str(path), "file is empty; expected a header line") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(str(path), f"cannot be parsed ({str(exc).splitlines()[0]})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    for col in required:
+        if col not in df.columns:
+            raise DataError(str(path), f"missing column '{col}' (header has: {', '.join(df.columns) or 'nothing'})", line=1)
+    return df
+
+
+def parse_scores(values: pd.Series, file: str, field_name: str, lo: float, hi: float, *, integer: bool, line_offset: int = 2, lines: np.ndarray | None = None) -> np.ndarray:
+    """Scores as float32, checked to be numbers (integers when `integer`) in [lo, hi]."""
+    text = values.astype(str).str.strip()
+    nums = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(nums) | (nums < lo) | (nums > hi)
+    if integer:
+        bad |= np.isfinite(nums) & (nums != np.round(nums))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        line = int(lines[i]) if lines is not None else i + line_offset
+        kind = "an integer" if integer else "a number"
+        raise DataError(file, f"expected {kind} in {lo:g}..{hi:g}, got {text.iloc[i]!r}", line=line, field=field_name)
+    return nums.astype(np.float32)
+
+
+def collapse_duplicates(ratings: pd.DataFrame, notes: list[str], file: str) -> pd.DataFrame:
+    """One rating per (user, image): repeated identical ratings collapse; conflicting ones average."""
+    dup = ratings.duplicated(["user", "image"], keep=False)
+    if not dup.any():
+        return ratings
+    groups = ratings[dup].groupby(["user", "image"], sort=False)["score"]
+    conflicting = int((groups.nunique() > 1).sum())
+    n_pairs = groups.ngroups
+    merged = ratings.groupby(["user", "image"], sort=False, as_index=False)["score"].mean()
+    notes.append(
+        f"{file}: {n_pairs} (worker, image) pairs were rated more than once; "
+        f"{n_pairs - conflicting} identical repeats collapsed, {conflicting} conflicting ones averaged"
+    )
+    return merged
+
+
+def read_worker_list(path: str | Path) -> tuple[list[str], str, list[int]]:
+    """Worker ids from a split file: a CSV with header `ID` (one id per line, as circulated with
+    later PIAA code) or a whitespace-separated table with a `worker` column (older code). Returns
+    (ids, description of the form found, the line of each id)."""
+    path = require_file(path, "a worker list: a CSV with header ID, or a space-separated table with a worker column")
+    lines = read_text_lines(path)
+    header_line = next((i for i, l in enumerate(lines) if l.strip()), None)
+    if header_line is None:
+        raise DataError(str(path), "file is empty; expected a header ID or a worker column")
+    header = lines[header_line]
+    comma_cols = [c.strip() for c in header.split(",")]
+    space_cols = header.split()
+    if ("," in header or len(space_cols) == 1) and any(c.lower() in ("id", "worker", "workerid") for c in comma_cols):
+        col = next(c for c in comma_cols if c.lower() in ("id", "worker", "workerid"))
+        df = read_table(path, [col])
+        ids, form = df[col].str.strip(), f"CSV with column {col}"
+        lines_no = np.arange(len(df)) + header_line + 2
+    elif any(c.lower() in ("id", "worker", "workerid") for c in space_cols):
+        col = next(c for c in space_cols if c.lower() in ("id", "worker", "workerid"))
+        rows = [l.split() for l in lines[header_line + 1 :]]
+        width = len(space_cols)
+        ids_list, lines_list = [], []
+        for k, parts in enumerate(rows):
+            if not parts:
+                continue
+            if len(parts) != width:
+                raise DataError(str(path), f"expected {width} space-separated fields like the header, got {len(parts)}", line=header_line + 2 + k)
+            ids_list.append(parts[space_cols.index(col)])
+            lines_list.append(header_line + 2 + k)
+        ids, form = pd.Series(ids_list, dtype=str), f"space-separated table with column {col}"
+        lines_no = np.asarray(lines_list)
+    else:
+        raise DataError(str(path), f"expected a header 'ID' (CSV) or a 'worker' column (space-separated), got {header.strip()!r}", line=header_line + 1)
+    keep = (ids != "").to_numpy()
+    ids, lines_no = ids[keep].reset_index(drop=True), np.asarray(lines_no)[keep]
+    dup = ids.duplicated().to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        raise DataError(str(path), f"worker {ids.iloc[i]!r} is listed twice", line=int(lines_no[i]))
+    if ids.empty:
+        raise DataError(str(path), "lists no workers")
+    return ids.tolist(), form, [int(n) for n in lines_no]
+
+
+def apply_test_list(users: list[str], test_ids: list[str], lines: list[int], path: str) -> pd.DataFrame:
+    """Listed workers are test raters, everyone else train; a listed worker without ratings is an error."""
+    known = set(users)
+    for worker, line in zip(test_ids, lines):
+        if worker not in known:
+            raise DataError(str(path), f"test worker {worker!r} has no ratings in the dataset (unknown worker; is this the split file for this dataset?)", line=line)
+    test = set(test_ids)
+    return pd.DataFrame({"user": users, "split": ["test" if u in test else "train" for u in users]})
+
+
+def derive_test_split(counts: pd.Series, *, n_test: int, min_ratings: int, max_ratings: float, seed: int, dataset: str) -> tuple[pd.DataFrame, str]:
+    """Seeded choice of `n_test` test raters among raters with min..max ratings; the rest train."""
+    eligible = sorted(str(u) for u, n in counts.items() if min_ratings <= n <= max_ratings)
+    if len(eligible) < n_test:
+        raise DataError(
+            dataset,
+            f"cannot derive a split: only {len(eligible)} raters have {min_ratings}-{max_ratings:g} ratings but {n_test} test raters are needed (give a test-worker list)",
+        )
+    rng = numpy_rng("split", dataset, seed)
+    test = set(np.asarray(eligible)[rng.permutation(len(eligible))[:n_test]].tolist())
+    users = sorted(str(u) for u in counts.index)
+    rule = f"{n_test} test raters drawn with seed {seed} among the {len(eligible)} raters with {min_ratings}-{max_ratings:g} ratings"
+    return pd.DataFrame({"user": users, "split": ["test" if u in test else "train" for u in users]}), rule
+
+
+# -- attaching features and writing ----------------------------------------------------------------
+@dataclass(frozen=True)
+class ImportReport:
+    path: Path | None
+    images: int
+    ratings: int
+    raters: dict[str, int]
+    dropped: dict[str, int]  # images, ratings, likes, distributions removed by --drop-missing
+    notes: list[str]
+
+
+def match_features(parsed: ParsedDataset, store: FeatureStore, *, drop_missing: bool) -> tuple[list[str], np.ndarray, ParsedDataset, dict[str, int], list[str]]:
+    """Rows of the store for every image of `parsed`; images without features raise or are dropped.
+
+    Returns (image names, store rows, the possibly reduced dataset, dropped counts, notes).
+    """
+    names = parsed.image_names()
+    rows = store.locate(names, by=parsed.image_match)
+    missing = [n for n, r in zip(names, rows) if r < 0]
+    dropped = {"images": 0, "ratings": 0, "likes": 0, "distributions": 0}
+    notes: list[str] = []
+    if missing:
+        unreadable = sum(store.was_unreadable(n) for n in missing)
+        why = f" ({unreadable} of them listed as unreadable in failed.csv)" if unreadable else ""
+        if not drop_missing:
+            raise DataError(
+                str(store.path),
+                f"{len(missing)} of {len(names)} images have no features{why}, e.g. {missing[0]!r} "
+                "(extract features for the images folder, or pass --drop-missing to drop their ratings and count them)",
+            )
+        gone = set(missing)
+
+        def keep(frame: pd.DataFrame | None, key: str) -> pd.DataFrame | None:
+            if frame is None:
+                return None
+            mask = frame["image"].isin(gone)
+            dropped[key] = int(mask.sum())
+            return frame[~mask].reset_index(drop=True)
+
+        parsed = replace(parsed, ratings=keep(parsed.ratings, "ratings"), likes=keep(parsed.likes, "likes"), distributions=keep(parsed.distributions, "distributions"))
+        dropped["images"] = len(missing)
+        what = ", ".join(f"{n} {k}" for k, n in dropped.items() if k != "images" and n)
+        notes.append(f"dropped {len(missing)} images without features{why} and their {what or 'nothing else'} (--drop-missing)")
+        ok = rows >= 0
+        names = [n for n, k in zip(names, ok) if k]
+        rows = rows[ok]
+    return names, rows, parsed, dropped, notes
+
+
+def gather_features(store: FeatureStore, rows: np.ndarray) -> np.ndarray:
+    """Copy the given rows out of the memory-mapped store, reading it front to back."""
+    order = np.argsort(rows, kind="stable")
+    gathered = np.empty((len(rows), store.dim), dtype=store.features.dtype)
+    gathered[order] = store.features[rows[order]]
+    return gathered
+
+
+def store_meta(store: FeatureStore) -> dict[str, Any]:
+    return {"path": str(store.path.resolve()), "backbone": store.backbone, "dim": store.dim, "weights": store.manifest.get("weights")}
+
+
+def write_import(
+    parsed: ParsedDataset,
+    features: str | Path | FeatureStore,
+    out: str | Path,
+    *,
+    drop_missing: bool = False,
+    overwrite: bool = False,
+) -> ImportReport:
+    """Attach features from a store and write the rater dataset atomically (nothing partial on error)."""
+    store = features if isinstance(features, FeatureStore) else open_store(features)
+    names, rows, parsed, dropped, notes = match_features(parsed, store, drop_missing=drop_missing)
+    meta = {**parsed.meta, "backbone": store.backbone, "feature_store": store_meta(store), "import_notes": parsed.notes + notes}
+    users = parsed.users
+    for col in BIG_FIVE:
+        if col not in users.columns:
+            users = users.assign(**{col: np.nan})
+    path = write_dataset(
+        out, name=parsed.name, score_range=parsed.score_range, ratings=parsed.ratings, users=users,
+        images=names, features=gather_features(store, rows), likes=parsed.likes, meta=meta, overwrite=overwrite,
+    )
+    splits = users["split"].value_counts()
+    return ImportReport(
+        path=path,
+        images=len(names),
+        ratings=len(parsed.ratings),
+        raters={s: int(splits.get(s, 0)) for s in ("train", "test", "personality")},
+        dropped=dropped,
+        notes=parsed.notes + notes,
+    )
