@@ -83,14 +83,27 @@ def meta_train(
 
 @app.command()
 def adapt(
-    user: str = typer.Option(..., "--user", help="Rater id as in users.csv."),
-    shots: int = typer.Option(10, "--shots", help="Rated images to adapt from."),
+    user: str = typer.Option(..., "--user", help="Rater id as in users.csv (or, with --ratings, any new user id)."),
+    shots: Optional[int] = typer.Option(None, "--shots", help="Rated images to adapt from (default 10)."),
     run: Optional[Path] = typer.Option(None, "--run", help="Run directory (default: the latest run)."),
     repeats: int = typer.Option(10, "--repeats"),
     seed: int = typer.Option(0, "--seed"),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write rows and summary as JSON."),
+    ratings: Optional[Path] = typer.Option(None, "--ratings", help="Adapt a new user from this CSV (image,score) instead."),
+    save: bool = typer.Option(False, "--save", help="With --ratings: store the profile (replacing this user's old one)."),
+    big_five: Optional[str] = typer.Option(None, "--big-five", help="With --ratings: the user's O,C,E,A,N in [-1, 1]."),
+    store: Optional[Path] = typer.Option(None, "--store", help="With --ratings: profile store file (default <run>/profiles.sqlite)."),
 ) -> None:
-    """Adapt to one rater from SHOTS of their images and report SROCC on the rest."""
+    """Adapt to one rater from SHOTS of their images and report SROCC on the rest; or, with
+    --ratings, adapt a new user from their own ratings (and --save the profile)."""
+    if ratings is not None:
+        if shots is not None or json_file is not None:
+            raise UsageFailure("--ratings adapts a new user; --shots and --json belong to the protocol mode (--user ID --shots K)")
+        _adapt_new_user(user, ratings, run=run, save=save, big_five=big_five, seed=seed, store=store)
+        return
+    if save or big_five is not None or store is not None:
+        raise UsageFailure("--save, --big-five and --store need --ratings FILE (a new user's image,score CSV)")
+    shots = 10 if shots is None else shots
     from piaa.workflows import adapt_user
 
     result = adapt_user(str(run) if run else None, user, shots, repeats=repeats, seed=seed)
@@ -341,6 +354,140 @@ def features_backbones() -> None:
         needs = "nothing" if not spec.needs else f"pip install 'piaa\\[{spec.needs}]'" + (" (installed)" if spec.available() else "")
         table.add_row(name, spec.summary, needs)
     out.print(table)
+
+
+# -- personalisation: new users, stored profiles, scoring (docs/api.md) ---------------------------
+profiles_app = typer.Typer(no_args_is_help=True, help="Stored user profiles: list, show, delete.")
+app.add_typer(profiles_app, name="profiles")
+_RUN_HELP = "Run directory (default: the latest run)."
+_STORE_HELP = "Profile store file (default <run>/profiles.sqlite)."
+
+
+def _open_store(run: Optional[Path], store: Optional[Path], *, need_model: bool):
+    """(model or None, store): listing and deleting need no model, so they skip loading the run."""
+    from piaa.profiles import DEFAULT_NAME, ProfileStore
+    from piaa.runs import latest_run
+
+    if need_model:
+        from piaa.personalize import load
+
+        model = load(run)
+        return model, ProfileStore(store, model=model) if store else model.profiles
+    run_dir = run if run is not None else latest_run()
+    return None, ProfileStore(store or Path(run_dir) / DEFAULT_NAME)
+
+
+def _parse_big_five(text: Optional[str]):
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageFailure(f"--big-five expects five comma-separated numbers (O,C,E,A,N), got {text!r}") from None
+
+
+def _adapt_new_user(user: str, ratings: Path, *, run, save: bool, big_five, seed: int, store) -> None:
+    from piaa.personalize import adapt_from_csv
+
+    model, profiles = _open_store(run, store, need_model=True)
+    profile = adapt_from_csv(model, ratings, user=user, big_five=_parse_big_five(big_five), seed=seed)
+    out.print(f"user {profile.user}: adapted {model.method_name} ({model.model_id}) from {profile.n_ratings} ratings")
+    if not save:
+        out.print("not stored (add --save to keep this profile)")
+        return
+    replaced = profile.user in profiles
+    profiles.save(profile)
+    verb = "replaced" if replaced else "saved"
+    out.print(f"{verb} profile of {profile.user} in {profiles.path} ({profile.stored_bytes} bytes)")
+
+
+@app.command("score")
+def score(
+    images: Optional[List[str]] = typer.Argument(None, help="Dataset image ids or image paths."),
+    user: str = typer.Option(..., "--user", help="A stored profile's user id."),
+    features: Optional[Path] = typer.Option(None, "--features", help="Score the rows of this .npy [n, dim] instead."),
+    top: Optional[int] = typer.Option(None, "--top", help="Show only the best N."),
+    run: Optional[Path] = typer.Option(None, "--run", help=_RUN_HELP),
+    store: Optional[Path] = typer.Option(None, "--store", help=_STORE_HELP),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write rank,index,image,score as CSV."),
+) -> None:
+    """Personalised scores for a stored user, best first."""
+    if bool(images) == (features is not None):
+        raise UsageFailure("give IMAGES or --features FILE.npy (one of the two)")
+    model, profiles = _open_store(run, store, need_model=True)
+    profile = profiles.load(user)
+    inputs = images
+    if features is not None:
+        import numpy as np
+
+        try:
+            inputs = np.load(features, mmap_mode="r", allow_pickle=False)
+        except ValueError as exc:
+            raise UsageFailure(f"{features}: not a readable .npy array ({exc})") from None
+    ranked = profile.rank(inputs, top=top)
+    if "image" not in ranked:
+        ranked.insert(2, "image", [f"row {i}" for i in ranked["index"]])
+    table = Table(title=f"{profile.user}: {len(ranked)} image(s), best first ({model.method_name}, {profile.n_ratings} ratings)")
+    for col in ("rank", "image", "score"):
+        table.add_column(col, justify="right" if col != "image" else "left")
+    for row in ranked.head(1000).itertuples():
+        table.add_row(str(row.rank), str(row.image), f"{row.score:.3f}")
+    out.print(table)
+    if len(ranked) > 1000:
+        out.print(f"({len(ranked) - 1000} more rows; use --top or --csv)")
+    if csv_file is not None:
+        from piaa.atomic import write_text
+
+        write_text(csv_file, ranked.to_csv(index=False))
+
+
+@profiles_app.command("list")
+def profiles_list(
+    run: Optional[Path] = typer.Option(None, "--run", help=_RUN_HELP),
+    store: Optional[Path] = typer.Option(None, "--store", help=_STORE_HELP),
+) -> None:
+    """The stored users: ratings, size, when adapted."""
+    _, profiles = _open_store(run, store, need_model=False)
+    rows = profiles.list()
+    table = Table(title=f"{len(rows)} profile(s) in {profiles.path}")
+    for col in ("user", "method", "ratings", "bytes", "updated"):
+        table.add_column(col, justify="right" if col in ("ratings", "bytes") else "left")
+    for row in rows.itertuples():
+        table.add_row(str(row.user), str(row.method), str(row.n_ratings), str(row.bytes), str(row.updated))
+    out.print(table)
+
+
+@profiles_app.command("show")
+def profiles_show(
+    user: str = typer.Argument(..., help="User id."),
+    run: Optional[Path] = typer.Option(None, "--run", help=_RUN_HELP),
+    store: Optional[Path] = typer.Option(None, "--store", help=_STORE_HELP),
+) -> None:
+    """One profile: model, ratings, timestamps, size."""
+    _, profiles = _open_store(run, store, need_model=False)
+    info = profiles.info(user)
+    table = Table(title=f"profile {info['user']}", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    rated = info.pop("ratings")
+    for key in ("method", "model_id", "n_ratings", "seed", "big_five", "bytes", "created", "updated", "piaa_version"):
+        table.add_row(key, str(info[key]))
+    images = rated.get("images") or [f"row {i}" for i in range(len(rated["scores"]))]
+    shown = ", ".join(f"{im}={s:g}" for im, s in list(zip(images, rated["scores"]))[:20])
+    table.add_row("ratings", shown + (" …" if len(images) > 20 else ""))
+    out.print(table)
+
+
+@profiles_app.command("delete")
+def profiles_delete(
+    user: str = typer.Argument(..., help="User id."),
+    run: Optional[Path] = typer.Option(None, "--run", help=_RUN_HELP),
+    store: Optional[Path] = typer.Option(None, "--store", help=_STORE_HELP),
+) -> None:
+    """Remove one user's profile."""
+    _, profiles = _open_store(run, store, need_model=False)
+    profiles.delete(user)
+    out.print(f"deleted profile of {user} from {profiles.path}")
 
 
 def main() -> None:

@@ -88,6 +88,9 @@ class GenericPrior(Method):
     def adapt(self, x_support, y_support, *, big_five=None, seed: int = 0) -> UserModel:
         return GenericUserModel(self)
 
+    def user_model_from_state(self, state) -> UserModel:
+        return GenericUserModel(self)  # nothing is personal
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         assert self.model is not None, "giaa is not fitted"
         state = {f"prior.{k}": v for k, v in self.model.state_dict().items()}

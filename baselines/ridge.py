@@ -123,3 +123,8 @@ class RidgeResidual(GenericPrior):
         if not np.isfinite(lam):
             return RidgeUserModel(self, offset, g_center, empty, empty, lam)
         return RidgeUserModel(self, offset, g_center, phi_center, w, lam)
+
+    def user_model_from_state(self, state) -> UserModel:
+        offset, g_center, lam = (float(v) for v in state["offset"])
+        w = state["w"].numpy().astype(np.float64)
+        return RidgeUserModel(self, offset, g_center, state["phi_center"].numpy().astype(np.float64), w, lam)

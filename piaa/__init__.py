@@ -1,3 +1,40 @@
-"""piaa: personalized image aesthetics assessment by meta-learning."""
+"""piaa: personalized image aesthetics assessment by meta-learning.
+
+The public surface, imported on first use so that `import piaa` stays fast:
+
+    piaa.load(run=None)            a trained run as a model: .adapt(images, scores, user=...) → Profile
+    piaa.ProfileStore(path)        adapted users in one SQLite file: save, load, list, delete
+    piaa.list_methods(), piaa.create_method(name), piaa.read_dataset(dir), piaa.evaluate(method, data)
+"""
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "load": "piaa.personalize",
+    "Personalizer": "piaa.personalize",
+    "Profile": "piaa.personalize",
+    "ProfileStore": "piaa.profiles",
+    "ProfileError": "piaa.profiles",
+    "PiaaError": "piaa.errors",
+    "list_methods": "piaa.registry",
+    "create_method": "piaa.registry",
+    "register_method": "piaa.registry",
+    "read_dataset": "piaa.tasks.format",
+    "evaluate": "piaa.protocol",
+}
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'piaa' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -147,6 +147,15 @@ class Method(ABC):
     ) -> UserModel:
         """Personalise from a rater's support set (possibly empty: the prior, or Big-Five only)."""
 
+    def user_model_from_state(self, state: Mapping[str, torch.Tensor]) -> UserModel | None:
+        """Rebuild a `UserModel` from what its `state_dict()` returned (stored user profiles).
+
+        Optional: the default None makes the profile store keep the support set instead and rebuild
+        by calling `adapt` again with the stored seed, which is equally exact since `adapt` is
+        deterministic, only larger.
+        """
+        return None
+
     # -- state -----------------------------------------------------------------------------------
     @abstractmethod
     def state_dict(self) -> dict[str, torch.Tensor]:
