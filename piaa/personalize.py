@@ -207,6 +207,8 @@ class Personalizer:
         if x.ndim != 2 or (self.feature_dim is not None and x.shape[1] != self.feature_dim):
             raise DataError(source, f"expected features of shape [n, {self.feature_dim}] (this model's feature dimension), got {tuple(x.shape)}")
         x = np.ascontiguousarray(x, dtype=np.float32)
+        if not x.flags.writeable:  # e.g. a memory-mapped .npy: torch wants its own writable copy
+            x = x.copy()
         if not np.isfinite(x).all():
             row = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
             raise DataError(source, f"feature row {row} has NaN or inf values")

@@ -83,6 +83,8 @@ class ProfileStore:
 
     # -- connections --------------------------------------------------------------------------
     def _fail(self, exc: BaseException) -> ProfileError:
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+            return ProfileError(f"{self.path}: still locked by another process after {BUSY_TIMEOUT_S:g} s ({exc}); try again")
         return ProfileError(
             f"{self.path}: not a readable profile store ({exc}); the file was left as it is "
             "(restore it from a backup or move it aside to start a new store)"
@@ -114,9 +116,11 @@ class ProfileStore:
                 raise self._fail(exc) from None
             try:
                 yield con
-            except BaseException:
+            except BaseException as exc:
                 with contextlib.suppress(sqlite3.Error):
                     con.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise self._fail(exc) from None
                 raise
             try:
                 con.execute("COMMIT")
