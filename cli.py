@@ -414,8 +414,6 @@ def score(
     """Personalised scores for a stored user, best first."""
     if bool(images) == (features is not None):
         raise UsageFailure("give IMAGES or --features FILE.npy (one of the two)")
-    model, profiles = _open_store(run, store, need_model=True)
-    profile = profiles.load(user)
     inputs = images
     if features is not None:
         import numpy as np
@@ -424,6 +422,8 @@ def score(
             inputs = np.load(features, mmap_mode="r", allow_pickle=False)
         except ValueError as exc:
             raise UsageFailure(f"{features}: not a readable .npy array ({exc})") from None
+    model, profiles = _open_store(run, store, need_model=True)
+    profile = profiles.load(user)
     ranked = profile.rank(inputs, top=top)
     if "image" not in ranked:
         ranked.insert(2, "image", [f"row {i}" for i in ranked["index"]])

@@ -269,6 +269,8 @@ class ProfileStore:
 
     def delete(self, user: str) -> None:
         """Remove `user`'s profile; an unknown user is an error (nothing is deleted)."""
+        if not self.path.exists():  # don't create a store just to find it empty
+            raise self._unknown(None, user)
         with self._connect(write=True) as con:
             if con.execute("DELETE FROM profiles WHERE user = ?", (str(user),)).rowcount == 0:
                 raise self._unknown(con, user)
