@@ -139,10 +139,13 @@ class ProfileStore:
         deadline = time.monotonic() + BUSY_TIMEOUT_S
         while True:
             try:
+                fresh = not self._has_schema(con)
+                if fresh and con.execute("SELECT count(*) FROM sqlite_master WHERE name NOT IN ('profiles', 'store_meta')").fetchone()[0]:
+                    raise ProfileError(f"{self.path} is an SQLite database but not a piaa profile store; it was left as it is")
                 if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     con.execute("PRAGMA journal_mode = WAL")
                 con.execute("PRAGMA synchronous = FULL")
-                if not self._has_schema(con):
+                if fresh:
                     # Idempotent (IF NOT EXISTS / OR IGNORE), so two processes creating at once is harmless.
                     con.executescript(
                         "BEGIN IMMEDIATE;" + _SCHEMA

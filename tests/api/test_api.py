@@ -245,3 +245,28 @@ def test_reading_a_missing_store_creates_nothing(ridge_model, tmp_path):
     with pytest.raises(ProfileError, match="the store is empty"):
         store.load("x")
     assert not store.path.exists()
+
+
+def test_foreign_sqlite_file_is_not_written(ridge_model, rater_ratings, tmp_path):
+    path = tmp_path / "app.sqlite"
+    with sqlite3.connect(path) as con:
+        con.execute("CREATE TABLE orders (id INTEGER)")
+    before = path.read_bytes()
+    images, scores = rater_ratings(ridge_model, 10)
+    with pytest.raises(ProfileError, match="an SQLite database but not a piaa profile store"):
+        ProfileStore(path, model=ridge_model).save(ridge_model.adapt(images, scores, user="alice"))
+    assert path.read_bytes() == before
+
+
+def test_big_five_only_profile_for_methods_that_use_traits(ridge_model, tmp_path, monkeypatch):
+    traits = [0.5, -0.2, 0.1, 0.0, -0.9]
+    with pytest.raises(DataError, match="does not use Big-Five"):
+        ridge_model.adapt([], [], user="fay", big_five=traits)
+    monkeypatch.setattr(type(ridge_model.method), "uses_big_five", True)
+    profile = ridge_model.adapt([], [], user="fay", big_five=traits)
+    store = ProfileStore(tmp_path / "p.sqlite", model=ridge_model)
+    store.save(profile)
+    loaded = store.load("fay")
+    assert loaded.n_ratings == 0 and loaded.big_five == traits and loaded.images == []
+    x = np.array(ridge_model.dataset.features[:50], dtype=np.float32)
+    np.testing.assert_array_equal(loaded.predict(x), profile.predict(x))
