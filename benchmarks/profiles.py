@@ -1,6 +1,6 @@
 """Personalisation speed and profile size: adapt a new user from 10 ratings, store, reload, score 100k.
 
-    python benchmarks/profiles.py [--methods giaa,ridge] [--epochs 20] [--n-score 100000]
+    python benchmarks/profiles.py [--methods giaa,ridge] [--epochs 3] [--n-score 100000]
 
 For each method: train a run on the demo (few epochs: speed and size do not depend on how well it
 is trained), then time `model.adapt` from 10 ratings (feature rows and dataset image ids), saving,
@@ -103,14 +103,17 @@ def bench_method(name: str, epochs: int, n_score: int, root: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", default="giaa,ridge")
+    parser.add_argument("--methods", default="", help="comma-separated (default: every registered method)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--n-score", type=int, default=100_000)
     parser.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.methods.split(","):
+        from piaa.registry import list_methods
+
+        names = [m for m in args.methods.split(",") if m.strip()] or list(list_methods())
+        for name in names:
             row = bench_method(name.strip(), args.epochs, args.n_score, Path(tmp))
             rows.append(row)
             print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
