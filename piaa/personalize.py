@@ -12,6 +12,7 @@ stored seed, which gives the same model because `adapt` is deterministic.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -27,6 +28,9 @@ import pandas as pd
 import piaa
 from piaa.errors import DataError, PiaaError
 from piaa.profiles import ProfileError, ProfileStore, encode_json, now
+from piaa.threads import single_threaded
+
+SMALL_BATCH = 2048  # up to this many images are scored on one thread
 
 # Something that turns image files into feature rows [n, dim] float32.
 Extractor = Callable[[Sequence[str]], np.ndarray]
@@ -92,13 +96,18 @@ class Profile:
     def predict(self, images: Any) -> np.ndarray:
         """Personalised scores [n] for feature rows, dataset image ids or image paths."""
         x, _ = self._features(images)
-        return np.asarray(self.user_model.predict(x), dtype=np.float64)
+        return self._predict(x)
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        # Few rows: one thread (threads cost more than they save); many rows: torch's default.
+        with single_threaded() if len(x) <= SMALL_BATCH else contextlib.nullcontext():
+            return np.asarray(self.user_model.predict(x), dtype=np.float64)
 
     def rank(self, images: Any, top: int | None = None) -> pd.DataFrame:
         """The `top` best images for this user, best first: rank, index (position in the input),
         image (when names were given) and score. Ties keep input order."""
         x, names = self._features(images)
-        scores = np.asarray(self.user_model.predict(x), dtype=np.float64)
+        scores = self._predict(x)
         order = top_k(scores, top)
         out = pd.DataFrame({"rank": np.arange(1, len(order) + 1), "index": order})
         if names is not None:
@@ -246,29 +255,34 @@ class Personalizer:
         return out
 
     def _extract(self, paths: list[str]) -> np.ndarray:
-        extractor = self._extractor or self._default_extractor()
+        if self._extractor is None:
+            self._extractor = self._default_extractor()  # built once: backbones can be slow to load
+        extractor = self._extractor
         x = np.asarray(extractor(paths))
         if x.ndim != 2 or len(x) != len(paths):
             raise PiaaError(f"the feature extractor returned shape {tuple(x.shape)} for {len(paths)} images")
         return x
 
     def _default_extractor(self) -> Extractor:
-        """The extractor named by the run dataset's `backbone`, from `piaa.features` if installed."""
+        """The backbone that made the run dataset's features (dataset.json `backbone`), so image
+        files get exactly the features the model was trained on."""
         try:
-            backbone = self.dataset.meta.get("backbone")
+            meta = self.dataset.meta
         except PiaaError:
-            backbone = None
+            meta = {}
+        backbone = meta.get("backbone")
         hint = "pass feature arrays or image ids of the run's dataset instead of image files"
         if not backbone:
             raise PiaaError(f"image files need a feature extractor, but the run's dataset names no backbone (dataset.json 'backbone' is null); {hint}")
+        weights = (meta.get("feature_store") or {}).get("weights")
+        if weights is not None and not Path(str(weights)).is_file():
+            weights = None  # a name or hash of the published weights, not a file: use the published ones
         try:
-            from piaa import features as feature_module  # built separately; optional here
+            from piaa.features import create_backbone
         except ImportError:
             raise PiaaError(f"image files need the feature extractor {backbone!r}, but piaa.features is not available; {hint}") from None
-        extract = getattr(feature_module, "extract_paths", None)
-        if extract is None:
-            raise PiaaError(f"piaa.features has no extract_paths(paths, backbone=...) to run {backbone!r}; {hint}")
-        return lambda paths: extract(paths, backbone=backbone)
+        model = create_backbone(backbone, weights=weights)
+        return lambda paths: embed_images(model, paths)
 
     def _check_scores(self, scores: Any, source: str, line_base: int | None) -> np.ndarray:
         try:
@@ -322,8 +336,9 @@ class Personalizer:
                 seen[name] = i
         seed = int(seed)
         b5_array = np.asarray(b5, dtype=np.float32) if b5 is not None else None
-        user_model = self.method.adapt(x, y.astype(np.float32), big_five=b5_array, seed=seed)
-        user_model, support = self._restorable(user_model, x)
+        with single_threaded():  # tiny work: threads only wait for each other on a busy machine
+            user_model = self.method.adapt(x, y.astype(np.float32), big_five=b5_array, seed=seed)
+            user_model, support = self._restorable(user_model, x)
         return Profile(
             user=user, model_id=self.model_id, method=self.method_name, user_model=user_model, scores=y,
             images=names, features_sha256=hashlib.sha256(x.tobytes()).hexdigest(), big_five=b5, seed=seed,
@@ -360,7 +375,8 @@ class Personalizer:
         scores = np.asarray(ratings["scores"], dtype=np.float64)
         if support is not None:
             b5 = np.asarray(big_five, dtype=np.float32) if big_five is not None else None
-            user_model = self.method.adapt(support, scores.astype(np.float32), big_five=b5, seed=int(row["seed"]))
+            with single_threaded():
+                user_model = self.method.adapt(support, scores.astype(np.float32), big_five=b5, seed=int(row["seed"]))
         else:
             try:
                 user_model = self.method.user_model_from_state(state)
@@ -409,3 +425,17 @@ def adapt_from_csv(model: Personalizer, path: str | os.PathLike, *, user: str, b
     """`model.adapt` from a ratings CSV, with errors naming the CSV's line and field."""
     images, scores = read_ratings(path)
     return model.adapt(images, scores, user=user, big_five=big_five, seed=seed, source=str(path), line_base=2)
+
+
+def embed_images(backbone: Any, paths: Sequence[str]) -> np.ndarray:
+    """Features of image files with a `piaa.features` backbone (its own decoding and preprocessing)."""
+    from PIL import Image, UnidentifiedImageError
+
+    prepared = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                prepared.append(backbone.prepare(image))
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            raise DataError(str(path), f"cannot be read as an image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    return np.asarray(backbone.embed(prepared), dtype=np.float32)

@@ -56,3 +56,9 @@ def rater_ratings():
         return [data.images[i] for i in rater.image_index[:k]], rater.scores[:k].astype(np.float64)
 
     return ratings
+
+
+@pytest.fixture(autouse=True)
+def _private_runs_root(tmp_path, monkeypatch):
+    """Training writes runs/LATEST under the default runs folder: keep it out of the working tree."""
+    monkeypatch.setenv("PIAA_RUNS", str(tmp_path / "default-runs"))

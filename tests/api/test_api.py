@@ -270,3 +270,46 @@ def test_big_five_only_profile_for_methods_that_use_traits(ridge_model, tmp_path
     assert loaded.n_ratings == 0 and loaded.big_five == traits and loaded.images == []
     x = np.array(ridge_model.dataset.features[:50], dtype=np.float32)
     np.testing.assert_array_equal(loaded.predict(x), profile.predict(x))
+
+
+def test_image_files_use_the_backbone_that_made_the_dataset(tmp_path):
+    """A dataset whose features came from `piaa features extract --backbone handcrafted`: adapting
+    and scoring by image file gives exactly what the dataset's ids give."""
+    import pandas as pd
+    from PIL import Image
+
+    from piaa.features.extract import extract_features
+    from piaa.tasks.feature_store import open_store
+    from piaa.tasks.format import write_dataset
+    from piaa.workflows import meta_train
+
+    rng = np.random.default_rng(0)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(40):
+        pixels = (rng.random((48, 64, 3)) * rng.uniform(0.2, 1.0, size=3) * 255).astype(np.uint8)
+        Image.fromarray(pixels).save(photos / f"img{i:02d}.png")
+    extract_features(photos, "handcrafted", tmp_path / "feats", progress=False)
+    feats = open_store(tmp_path / "feats")
+    names = list(feats.images)
+    x = np.asarray(feats.features, dtype=np.float32)
+    quality = (x - x.mean(0)) / (x.std(0) + 1e-6) @ rng.normal(size=x.shape[1])
+    users = [f"t{i}" for i in range(8)] + ["s1", "s2"]
+    ratings = pd.DataFrame(
+        [(u, names[j], float(np.clip(np.rint(3 + quality[j] / quality.std() + rng.normal(0, 0.5)), 1, 5))) for u in users for j in range(40)],
+        columns=["user", "image", "score"],
+    )
+    data = write_dataset(
+        tmp_path / "data", name="photos", score_range=(1, 5), ratings=ratings,
+        users=pd.DataFrame({"user": users, "split": ["train"] * 8 + ["test"] * 2}), images=names, features=x,
+        meta={"backbone": "handcrafted", "feature_store": {"backbone": "handcrafted", "weights": None}},
+    )
+    run = meta_train("ridge", str(data), out=tmp_path / "run", overrides=["epochs=2"])
+    model = piaa.load(run)
+    files = [str(photos / n) for n in names[:12]]
+    by_file = model.adapt(files, ratings["score"][:12], user="gil")
+    by_id = model.adapt(names[:12], ratings["score"][:12], user="gil")
+    np.testing.assert_allclose(by_file.predict(files), by_id.predict(names[:12]), rtol=0, atol=1e-5)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="broken.jpg: cannot be read as an image"):
+        by_id.predict([str(tmp_path / "broken.jpg")])
