@@ -139,8 +139,9 @@ class ProfileStore:
         deadline = time.monotonic() + BUSY_TIMEOUT_S
         while True:
             try:
-                fresh = not self._has_schema(con)
-                if fresh and con.execute("SELECT count(*) FROM sqlite_master WHERE name NOT IN ('profiles', 'store_meta')").fetchone()[0]:
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")}
+                fresh = not {"profiles", "store_meta"} <= tables
+                if tables - {"profiles", "store_meta"}:  # one snapshot: safe while another process creates ours
                     raise ProfileError(f"{self.path} is an SQLite database but not a piaa profile store; it was left as it is")
                 if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     con.execute("PRAGMA journal_mode = WAL")

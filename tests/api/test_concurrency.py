@@ -61,6 +61,7 @@ def test_concurrent_workers_lose_and_corrupt_nothing(small_world, ridge_model, t
     assert not errors, errors[0]
     total_ops = sum(o[2] for o in outcomes)
     assert total_ops >= 300, total_ops
+    print(f"{WORKERS} processes, {total_ops} store operations")
 
     # Every profile is there, intact, and scores exactly as its worker last saw it and as a fresh
     # adaptation in this process does.
