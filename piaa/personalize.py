@@ -28,9 +28,26 @@ import pandas as pd
 import piaa
 from piaa.errors import DataError, PiaaError
 from piaa.profiles import ProfileError, ProfileStore, encode_json, now
-from piaa.threads import single_threaded
 
 SMALL_BATCH = 2048  # up to this many images are scored on one thread
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """One torch thread for tiny work (a few rated images): on a busy machine torch's threads wait
+    for each other longer than the work takes. (Cheaper than `piaa.threads.single_threaded`, whose
+    BLAS limit costs milliseconds per call; numpy does not thread at these sizes anyway.)"""
+    import torch
+
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 # Something that turns image files into feature rows [n, dim] float32.
 Extractor = Callable[[Sequence[str]], np.ndarray]
