@@ -142,7 +142,8 @@ class Profile:
         """The per-user tensors (and the support set, if needed) as safetensors bytes."""
         from safetensors.torch import save
 
-        tensors = {f"state.{k}": v.detach().contiguous().cpu() for k, v in self.user_model.state_dict().items()}
+        # clone: safetensors refuses tensors that share storage, which a method's state may do.
+        tensors = {f"state.{k}": v.detach().cpu().clone().contiguous() for k, v in self.user_model.state_dict().items()}
         if self.support is not None:
             import torch
 
@@ -160,7 +161,7 @@ class Profile:
         }
 
     def info(self) -> dict[str, Any]:
-        """Metadata as a plain dict (what `piaa profiles show` prints)."""
+        """Metadata as a plain dict (JSON-able)."""
         return {
             "user": self.user, "method": self.method, "model_id": self.model_id, "n_ratings": self.n_ratings,
             "seed": self.seed, "big_five": self.big_five, "created": self.created, "updated": self.updated,
@@ -365,7 +366,7 @@ class Personalizer:
     def _restorable(self, user_model: Any, x: np.ndarray) -> tuple[Any, np.ndarray | None]:
         """Use the model rebuilt from its own state when that reproduces it, so a profile scores the
         same before and after a save; otherwise keep the support set for re-adapting on load."""
-        state = {k: v.detach().contiguous().cpu() for k, v in user_model.state_dict().items()}
+        state = {k: v.detach().cpu().clone().contiguous() for k, v in user_model.state_dict().items()}
         rebuilt = self.method.user_model_from_state(state)
         if rebuilt is None:
             return user_model, x
