@@ -36,13 +36,16 @@ class TastePrior:
     cov: np.ndarray  # Σ [6, 6]
     noise: float  # σ², rating noise around a rater's own fused model
 
-    def given_big_five(self, w0: np.ndarray, explained: np.ndarray, floor: float) -> "TastePrior":
-        """The prior for a rater whose Big-Five predicts w0, with `explained` [5, 5] taste covariance removed."""
+    def given_big_five(self, w0: np.ndarray) -> "TastePrior":
+        """The prior for a rater whose Big-Five predicts taste w0: same spread, centred on w0.
+
+        The spread is not narrowed: train raters' Big-Five are unknown, so how much taste variance
+        the Big-Five explains cannot be measured on rated data, and an over-confident prior would keep
+        100 shots from correcting a wrong prediction.
+        """
         mean = self.mean.copy()
         mean[1:] = w0
-        cov = self.cov.copy()
-        cov[1:, 1:] = cov[1:, 1:] - explained
-        return TastePrior(mean=mean, cov=_psd_floor(cov, floor * np.trace(self.cov) / len(mean)), noise=self.noise)
+        return TastePrior(mean=mean, cov=self.cov, noise=self.noise)
 
 
 def _psd_floor(cov: np.ndarray, floor: float) -> np.ndarray:

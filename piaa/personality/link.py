@@ -21,9 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
+from scipy.optimize import minimize
+from scipy.special import expit
 
-from piaa.seeding import torch_seeded
+from piaa.seeding import numpy_rng
 
 
 @dataclass(frozen=True)
@@ -44,38 +45,88 @@ def fit_taste_link(
     liked: np.ndarray,
     big_five: np.ndarray,
     *,
-    l2: float = 1e-3,
-    seed: int = 0,
+    l2: float = 1e-5,
     max_iter: int = 200,
 ) -> TasteLink:
-    """Fit the conditional-logit link.
+    """Fit the conditional-logit link by L-BFGS with exact gradients (deterministic, no RNG).
 
     generic_score [N] and personality [N, 5] describe the pool of images; liked [U, N] is a 0/1 matrix of
     which pool images each personality rater liked; big_five [U, 5] their traits. `l2` shrinks M.
     """
     g = np.asarray(generic_score, dtype=np.float64)
     g_mean, g_std = float(g.mean()), max(float(g.std()), 1e-9)
-    gz = torch.as_tensor((g - g_mean) / g_std)
-    p = torch.as_tensor(np.asarray(personality, dtype=np.float64))
-    p = p - p.mean(dim=0)
-    y = torch.as_tensor(np.asarray(liked, dtype=np.float64))  # [U, N]
-    b = torch.as_tensor(np.asarray(big_five, dtype=np.float64))  # [U, 5]
+    gz = (g - g_mean) / g_std
+    p = np.asarray(personality, dtype=np.float64)
+    p = p - p.mean(axis=0)
+    y = np.asarray(liked, dtype=np.float64)  # [U, N]
+    b = np.asarray(big_five, dtype=np.float64)  # [U, 5]
     n_raters, n_pool = y.shape
-    rate = y.mean(dim=1).clamp(1e-6, 1 - 1e-6)
-    with torch_seeded(seed, "pa-iaa", "link"):
-        c = torch.log(rate / (1 - rate)).clone().requires_grad_(True)
-        a = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-        m = torch.zeros(5, 5, dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.LBFGS([c, a, m], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9, line_search_fn="strong_wolfe")
+    rate = np.clip(y.mean(axis=1), 1e-6, 1 - 1e-6)
+    penalty = l2 * n_pool / 5.0
 
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            logits = c[:, None] + a * gz[None, :] + b @ m.T @ p.T  # [U, N]
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="sum") / n_raters
-            loss = loss + l2 * n_pool * (m**2).sum() / 5.0
-            loss.backward()
-            return loss
+    def unpack(v: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+        return v[:n_raters], float(v[n_raters]), v[n_raters + 1 :].reshape(5, 5)
 
-        opt.step(closure)
-    coef = float(a.detach()) / g_std  # per score point
-    return TasteLink(matrix=m.detach().numpy().copy(), generic_coef=coef, n_raters=int(n_raters))
+    def loss_and_grad(v: np.ndarray) -> tuple[float, np.ndarray]:
+        c, a, m = unpack(v)
+        logits = c[:, None] + a * gz[None, :] + (b @ m.T) @ p.T
+        loss = float(np.sum(np.logaddexp(0.0, logits) - y * logits)) / n_raters + penalty * float(np.sum(m**2))
+        r = (expit(logits) - y) / n_raters
+        grad_m = (p.T @ r.T) @ b + 2.0 * penalty * m
+        return loss, np.concatenate([r.sum(axis=1), [float(r.sum(axis=0) @ gz)], grad_m.ravel()])
+
+    start = np.concatenate([np.log(rate / (1 - rate)), [0.0], np.zeros(25)])
+    result = minimize(loss_and_grad, start, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+    _, a, m = unpack(result.x)
+    coef = max(a, 1e-6) / g_std  # per score point; liking must rise with the generic score
+    return TasteLink(matrix=m.copy(), generic_coef=coef, n_raters=int(n_raters))
+
+
+def liked_auc(generic_score: np.ndarray, personality: np.ndarray, liked: np.ndarray, weights: np.ndarray) -> float:
+    """Mean over raters of the AUC of their liked images against the pool, ranked by s_generic + w_u · p.
+
+    This is how zero-shot personalisation ranks images, so it scores a link for the job it will do.
+    """
+    aucs = []
+    for row, w in zip(liked, weights):
+        score = generic_score + personality @ w
+        pos = row > 0
+        n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+        if n_pos == 0 or n_neg == 0:
+            continue
+        ranks = np.argsort(np.argsort(score)) + 1.0
+        aucs.append((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def select_link_l2(
+    generic_score: np.ndarray,
+    personality: np.ndarray,
+    liked: np.ndarray,
+    big_five: np.ndarray,
+    grid: tuple[float, ...],
+    *,
+    folds: int = 5,
+    seed: int = 0,
+) -> tuple[float, list[dict[str, float]]]:
+    """Choose the link's shrinkage by cross-validation over personality raters (never test raters).
+
+    Each fold's raters are held out, the link is fitted on the others, and the held-out raters' liked
+    images are ranked with their own Big-Five only (liked_auc). Returns the best l2 and the CV table.
+    """
+    n = len(liked)
+    if len(grid) == 1 or n < 2 * folds:
+        return float(grid[0]), []
+    order = numpy_rng(seed, "pa-iaa", "link-cv").permutation(n)
+    fold_of = np.empty(n, dtype=int)
+    fold_of[order] = np.arange(n) % folds
+    table = []
+    for l2 in grid:
+        scores = []
+        for f in range(folds):
+            train, held = fold_of != f, fold_of == f
+            link = fit_taste_link(generic_score, personality, liked[train], big_five[train], l2=l2)
+            scores.append(liked_auc(generic_score, personality - personality.mean(axis=0), liked[held], link.weights(big_five[held])))
+        table.append({"l2": float(l2), "cv_auc": float(np.mean(scores))})
+    best = max(table, key=lambda row: row["cv_auc"])
+    return best["l2"], table

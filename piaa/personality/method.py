@@ -24,7 +24,7 @@ from piaa.personality.data import (
     score_bins,
 )
 from piaa.personality.fusion import FittedTaste, TastePrior, design, estimate_taste_prior, posterior_taste
-from piaa.personality.link import TasteLink, fit_taste_link
+from piaa.personality.link import TasteLink, fit_taste_link, select_link_l2
 from piaa.personality.losses import DISTRIBUTION_LOSSES
 from piaa.personality.model import PersonalityAssistedNet, predict_heads
 from piaa.personality.training import TaskData, personality_quality, train_multitask
@@ -46,7 +46,8 @@ class PAIAAConfig(MethodConfig):
     patience: int = 10
     val_fraction: float = 0.1  # held-out images for the aesthetics head's early stopping
     personality_holdout: float = 0.2  # held-out personality raters (early stopping + the quality report)
-    link_l2: float = 1e-3  # shrinkage of the Big-Five → taste matrix
+    link_l2: tuple[float, ...] = (1e-5,)  # shrinkage of the Big-Five → taste matrix; several values: chosen by CV
+    link_folds: int = 4  # cross-validation folds over personality raters that pick the shrinkage
     prior_floor: float = 0.05  # smallest prior variance, relative to the average taste variance
     min_prior_ratings: int = 20  # train raters with fewer ratings do not inform the taste prior
 
@@ -81,7 +82,6 @@ class PersonalityAssisted(Method):
         self.net: PersonalityAssistedNet | None = None
         self.link: TasteLink | None = None
         self.prior: TastePrior | None = None
-        self.explained: np.ndarray | None = None  # [5, 5] taste covariance the Big-Five accounts for
         self.pool_center: np.ndarray | None = None
         self.personality: dict[str, Any] = {"available": False, "reason": "not fitted"}
 
@@ -164,24 +164,28 @@ class PersonalityAssisted(Method):
         liked = np.zeros((len(raters), len(pool)))
         liked[[pos[u] for u in ex.user], col] = 1.0
         b5 = data.users.set_index("user").loc[raters, list(BIG_FIVE)].to_numpy(np.float64)
-        self.link = fit_taste_link(s, p, liked, b5, l2=self.config.link_l2, seed=seed)
+        l2, cv = select_link_l2(s, p, liked, b5, tuple(self.config.link_l2), folds=self.config.link_folds, seed=seed)
+        self.link = fit_taste_link(s, p, liked, b5, l2=l2)
         w = self.link.weights(b5)
-        self.explained = np.cov(w, rowvar=False, bias=True)
         self.personality["link"] = {
             "generic_coef": self.link.generic_coef,
+            "l2": l2,
+            "cv": cv,
             "n_raters": self.link.n_raters,
             "pool_images": int(len(pool)),
             "mean_abs_weight": float(np.mean(np.abs(w))),
         }
 
     def _fit_prior(self, data: RaterDataset) -> None:
+        train = data.ratings[data.ratings["user"].isin(set(data.users_in("train")))]
+        images = np.unique(train["image_index"].to_numpy())
+        rows = self.design(data.features[images])  # one batched pass over the training images
+        self.pool_center = rows.mean(axis=0)
         groups = []
         for rater in data.raters("train"):
             if len(rater) >= self.config.min_prior_ratings:
-                groups.append((self.design(data.features[rater.image_index]), rater.scores.astype(np.float64)))
+                groups.append((rows[np.searchsorted(images, rater.image_index)], rater.scores.astype(np.float64)))
         self.prior = estimate_taste_prior(groups, floor=self.config.prior_floor, min_ratings=self.config.min_prior_ratings)
-        train_images = np.unique(data.ratings.loc[data.ratings["user"].isin(set(data.users_in("train"))), "image_index"].to_numpy())
-        self.pool_center = self.design(data.features[train_images]).mean(axis=0)
 
     # -- prediction ------------------------------------------------------------------------------
     def heads(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -206,7 +210,7 @@ class PersonalityAssisted(Method):
         b5 = np.asarray(big_five, dtype=np.float64).reshape(-1)
         if b5.shape != (5,) or not np.isfinite(b5).all():
             raise ConfigError(f"Big-Five must be 5 finite numbers (O, C, E, A, N), got {big_five!r}")
-        return self.prior.given_big_five(self.link.weights(b5), self.explained, self.config.prior_floor)
+        return self.prior.given_big_five(self.link.weights(b5))
 
     def adapt(self, x_support, y_support, *, big_five=None, seed: int = 0) -> UserModel:
         y = np.asarray(y_support, dtype=np.float64)
@@ -222,7 +226,7 @@ class PersonalityAssisted(Method):
         state = {f"net.{k}": v for k, v in self.net.state_dict().items()}
         state.update({"prior.mean": f64(self.prior.mean), "prior.cov": f64(self.prior.cov), "prior.noise": f64([self.prior.noise]), "pool_center": f64(self.pool_center)})
         if self.link is not None:
-            state.update({"link.matrix": f64(self.link.matrix), "link.generic_coef": f64([self.link.generic_coef]), "link.explained": f64(self.explained)})
+            state.update({"link.matrix": f64(self.link.matrix), "link.generic_coef": f64([self.link.generic_coef])})
         return state
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
@@ -235,7 +239,6 @@ class PersonalityAssisted(Method):
         self.pool_center = state["pool_center"].numpy().copy()
         if "link.matrix" in state:
             self.link = TasteLink(matrix=state["link.matrix"].numpy().copy(), generic_coef=float(state["link.generic_coef"][0]), n_raters=0)
-            self.explained = state["link.explained"].numpy().copy()
 
     def extra_state(self) -> dict[str, Any]:
         return {**super().extra_state(), "personality": self.personality}
