@@ -26,7 +26,7 @@ from piaa.personality.data import (
 from piaa.personality.fusion import FittedTaste, TastePrior, design, estimate_taste_prior, posterior_taste
 from piaa.personality.link import TasteLink, fit_taste_link, select_link_l2
 from piaa.personality.losses import DISTRIBUTION_LOSSES
-from piaa.personality.model import PersonalityAssistedNet, predict_heads
+from piaa.personality.model import PersonalityAssistedNet, predict_heads, torch_threads
 from piaa.personality.training import TaskData, personality_quality, train_multitask
 from piaa.registry import register_method
 from piaa.seeding import numpy_rng, torch_seeded
@@ -50,6 +50,7 @@ class PAIAAConfig(MethodConfig):
     link_folds: int = 4  # cross-validation folds over personality raters that pick the shrinkage
     prior_floor: float = 0.05  # smallest prior variance, relative to the average taste variance
     min_prior_ratings: int = 20  # train raters with fewer ratings do not inform the taste prior
+    threads: int = 1  # torch threads while training and scoring (0: torch's default)
 
 
 class PAUserModel(UserModel):
@@ -105,6 +106,10 @@ class PersonalityAssisted(Method):
 
     # -- learning --------------------------------------------------------------------------------
     def fit(self, data: RaterDataset, *, seed: int = 0, progress: bool = False, checkpoint_dir=None) -> "PersonalityAssisted":
+        with torch_threads(self.config.threads):
+            return self._fit(data, seed=seed, progress=progress)
+
+    def _fit(self, data: RaterDataset, *, seed: int, progress: bool) -> "PersonalityAssisted":
         cfg = self.config
         self._remember_data(data)
         bins = score_bins(data.score_range)
@@ -131,7 +136,7 @@ class PersonalityAssisted(Method):
             p_split = (p_all.take(np.flatnonzero(~held)), p_all.take(np.flatnonzero(held)))
             heldout = p_split[1]
         else:
-            warnings.warn(f"pa-iaa: {reason}; training the aesthetics head only (no personality fusion, no zero-shot)", stacklevel=2)
+            warnings.warn(f"pa-iaa: {reason}; training the aesthetics head only (no personality fusion, no zero-shot)", stacklevel=3)
 
         with torch_seeded(seed, "pa-iaa", "init"):
             self.net = PersonalityAssistedNet(data.feature_dim, bins, cfg.trunk, cfg.dropout)
@@ -192,7 +197,8 @@ class PersonalityAssisted(Method):
         """(generic score [n] on the dataset's scale, personality [n, 5] in [-1, 1])."""
         if self.net is None:
             raise RuntimeError("pa-iaa is not fitted")
-        s, _, p = predict_heads(self.net, self.check_features(x))
+        with torch_threads(self.config.threads):
+            s, _, p = predict_heads(self.net, self.check_features(x))
         return s, p
 
     def generic_score(self, x: np.ndarray) -> np.ndarray:

@@ -7,13 +7,32 @@ who like this image". No BatchNorm, so the network behaves the same in train and
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from piaa.nn import FeatureStandardizer, as_tensor
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run with `n` torch intra-op threads (0: leave torch's setting), restoring the setting afterwards.
+
+    Networks this small train and predict fastest on one thread; more threads only add
+    synchronisation, which gets much worse when other processes compete for the cores.
+    """
+    if n <= 0 or n == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class PersonalityAssistedNet(nn.Module):
