@@ -4,7 +4,6 @@ the zero-shot path, and the run-directory round trip."""
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pandas as pd
