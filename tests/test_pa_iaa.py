@@ -284,6 +284,14 @@ def test_test_raters_without_big_five_skip_zero_shot_with_a_message(small, small
     assert len(given.rows) == 1 and np.isfinite(given.rows["srocc"].iloc[0])
 
 
+def test_too_few_train_raters_is_a_data_error(small, tmp_path):
+    keep = small.users_in("train")[:2]
+    users = small.users[(small.users["split"] != "train") | small.users["user"].isin(keep)]
+    data = _variant(small, tmp_path / "few", users=users)
+    with pytest.raises(DataError, match="taste prior: need at least 3 training raters"):
+        create_method("pa-iaa", **FAST).fit(data.without("test"), seed=0)
+
+
 def test_big_five_option_rejected_for_methods_that_ignore_it(small, small_dir, tmp_path):
     giaa = create_method("giaa", epochs=2).fit(small.without("test"), seed=0)
     run = load_run(save_run(giaa, data_ref=str(small_dir), seed=0, out=tmp_path / "run"))

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from piaa.errors import ConfigError
+from piaa.errors import ConfigError, DataError
 from piaa.method import Method, MethodConfig, UserModel
 from piaa.personality.data import (
     generic_distributions,
@@ -113,6 +113,8 @@ class PersonalityAssisted(Method):
         cfg = self.config
         self._remember_data(data)
         bins = score_bins(data.score_range)
+        if not data.users_in("train"):
+            raise DataError("users.csv", f"dataset {data.name!r} has no train raters; pa-iaa learns generic aesthetics and the taste prior from them", field="split")
         generic = generic_distributions(data, bins)
         rng = numpy_rng(seed, "pa-iaa", "split")
         order = rng.permutation(len(generic.image_index))
@@ -190,7 +192,10 @@ class PersonalityAssisted(Method):
         for rater in data.raters("train"):
             if len(rater) >= self.config.min_prior_ratings:
                 groups.append((rows[np.searchsorted(images, rater.image_index)], rater.scores.astype(np.float64)))
-        self.prior = estimate_taste_prior(groups, floor=self.config.prior_floor, min_ratings=self.config.min_prior_ratings)
+        try:
+            self.prior = estimate_taste_prior(groups, floor=self.config.prior_floor, min_ratings=self.config.min_prior_ratings)
+        except ValueError as exc:
+            raise DataError("ratings.csv", f"pa-iaa cannot estimate the taste prior: {exc}") from None
 
     # -- prediction ------------------------------------------------------------------------------
     def heads(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
