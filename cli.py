@@ -44,10 +44,33 @@ def _summary_table(title: str, summary) -> Table:
     return table
 
 
+def _print_personality_report(personality: Optional[dict]) -> None:
+    """pa-iaa: the personality head's quality on held-out personality raters (from the run's extra state)."""
+    if not personality or not personality.get("available"):
+        return
+    quality = personality.get("quality")
+    if not quality:
+        out.print("personality head: no held-out personality raters, quality not measured")
+        return
+    table = Table(title=f"personality head on {personality.get('heldout_raters')} held-out personality raters ({quality['n_likes']} likes)")
+    for col in ("trait", "Pearson r", "MAE"):
+        table.add_column(col, justify="right")
+    for trait, row in quality["traits"].items():
+        table.add_row(trait, f"{row['pearson_r']:.3f}", f"{row['mae']:.3f}")
+    table.add_row("mean", f"{quality['mean_pearson_r']:.3f}", f"{quality['mean_mae']:.3f}")
+    out.print(table)
+
+
 def _report(result, json_file: Optional[Path], csv_file: Optional[Path] = None) -> None:
     for shots, users in sorted(result.skipped.items()):
         if users:
             err.print(f"[yellow]note:[/] {len(users)} rater(s) skipped at {shots} shots (fewer than {shots + 10} images)")
+    for shots, users in sorted(result.no_big_five.items()):
+        if users:
+            err.print(
+                f"[yellow]note:[/] {len(users)} rater(s) skipped at {shots} shots: no Big-Five known, and "
+                f"{result.meta.get('method')} predicts from Big-Five alone at 0 shots (users.csv, or `piaa adapt --big-five`)"
+            )
     failures = result.failures()
     if len(failures):
         first = failures.iloc[0]
@@ -78,6 +101,9 @@ def meta_train(
     run = load_run(run_path)
     out.print(f"[bold]{run.info['method']}[/] trained on {run.data_ref} (seed {seed})")
     out.print_json(json.dumps(run.info["config"]))
+    _print_personality_report(run.info.get("extra_state", {}).get("personality"))
+    for note in getattr(run.method, "notes", lambda: [])():
+        err.print(f"[yellow]warning:[/] {note}", soft_wrap=True)
     out.print(f"run saved to [bold]{run_path}[/]")
 
 
@@ -91,7 +117,9 @@ def adapt(
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write rows and summary as JSON."),
     ratings: Optional[Path] = typer.Option(None, "--ratings", help="Adapt a new user from this CSV (image,score) instead."),
     save: bool = typer.Option(False, "--save", help="With --ratings: store the profile (replacing this user's old one)."),
-    big_five: Optional[str] = typer.Option(None, "--big-five", help="With --ratings: the user's O,C,E,A,N in [-1, 1]."),
+    big_five: Optional[str] = typer.Option(
+        None, "--big-five", help="The rater's Big-Five as O,C,E,A,N in [-1, 1] (methods that use it, e.g. pa-iaa; overrides users.csv; with --ratings, the new user's)."
+    ),
     store: Optional[Path] = typer.Option(None, "--store", help="With --ratings: profile store file (default <run>/profiles.sqlite)."),
 ) -> None:
     """Adapt to one rater from SHOTS of their images and report SROCC on the rest; or, with
@@ -101,12 +129,12 @@ def adapt(
             raise UsageFailure("--ratings adapts a new user; --shots and --json belong to the protocol mode (--user ID --shots K)")
         _adapt_new_user(user, ratings, run=run, save=save, big_five=big_five, seed=seed, store=store)
         return
-    if save or big_five is not None or store is not None:
-        raise UsageFailure("--save, --big-five and --store need --ratings FILE (a new user's image,score CSV)")
+    if save or store is not None:
+        raise UsageFailure("--save and --store need --ratings FILE (a new user's image,score CSV)")
     shots = 10 if shots is None else shots
     from piaa.workflows import adapt_user
 
-    result = adapt_user(str(run) if run else None, user, shots, repeats=repeats, seed=seed)
+    result = adapt_user(str(run) if run else None, user, shots, repeats=repeats, seed=seed, big_five=big_five)
     row = result.summary.iloc[0]
     per_repeat = result.rows["srocc"]
     out.print(
@@ -147,6 +175,8 @@ def evaluate(
         model = loaded.method
         title = f"{loaded.info['method']} ({loaded.path.name}) on {dataset.name}"
     result = run_protocol(model, dataset, shots=shot_list, repeats=repeats, seed=seed, progress=sys.stderr.isatty())
+    for note in getattr(model, "notes", lambda: [])():
+        err.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     out.print(_summary_table(title, result.summary))
     _report(result, json_file, csv_file)
 

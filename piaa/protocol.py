@@ -3,7 +3,9 @@
 For each test rater and each k: draw k of the rater's images as support (seeded by seed, user, k and
 repeat), adapt, predict all the rater's other images and score the ranking. Raters with fewer than
 k + 10 images are skipped and counted. k = 0 uses no rated images (the prior, or the rater's Big-Five
-where a method uses it) and needs one repeat only, because there is nothing to draw.
+where a method uses it) and needs one repeat only, because there is nothing to draw. A method that
+uses Big-Five (`uses_big_five`) has nothing to go on at k = 0 for a rater whose Big-Five is unknown:
+such raters are skipped at k = 0 and listed in `no_big_five`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Evaluation:
     rows: pd.DataFrame
     skipped: dict[int, list[str]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    no_big_five: dict[int, list[str]] = field(default_factory=dict)  # skipped at 0 shots: Big-Five unknown
 
     @property
     def per_rater(self) -> pd.DataFrame:
@@ -45,7 +48,8 @@ class Evaluation:
     def summary(self) -> pd.DataFrame:
         out = []
         per_rater = self.per_rater
-        for shots in sorted(self.rows["shots"].unique()):
+        settings = set(self.rows["shots"].unique()) | {k for k, v in self.no_big_five.items() if v}
+        for shots in sorted(int(k) for k in settings):
             rows = self.rows[self.rows["shots"] == shots]
             rater = per_rater[per_rater["shots"] == shots]
             defined = rater.dropna(subset=["srocc"])
@@ -58,6 +62,7 @@ class Evaluation:
                 "n_skipped": len(self.skipped.get(int(shots), [])),
                 "n_undefined": int((rows["srocc"].isna() & rows["error"].isna()).sum()),
                 "n_failed": int(rows.loc[rows["error"].notna(), "user"].nunique()),
+                "n_no_big_five": len(self.no_big_five.get(int(shots), [])),
             })
         return pd.DataFrame(out)
 
@@ -73,8 +78,11 @@ class Evaluation:
         summary = self.summary.to_dict(orient="records")
         for s in summary:
             for key, value in s.items():
-                s[key] = _num(value) if isinstance(value, float) else int(value)
-        return {"rows": rows, "summary": summary, "skipped": {str(k): v for k, v in sorted(self.skipped.items())}, **self.meta}
+                s[key] = None if value is None else _num(value) if isinstance(value, float) else int(value)
+        out = {"rows": rows, "summary": summary, "skipped": {str(k): v for k, v in sorted(self.skipped.items())}, **self.meta}
+        if any(self.no_big_five.values()):
+            out["no_big_five"] = {str(k): v for k, v in sorted(self.no_big_five.items()) if v}
+        return out
 
 
 def _num(value: float) -> float | None:
@@ -103,6 +111,7 @@ def evaluate(
     raters = [data.rater(u) for u in users] if users is not None else data.raters(split)
     rows: list[dict[str, Any]] = []
     skipped: dict[int, list[str]] = {k: [] for k in shots}
+    no_big_five: dict[int, list[str]] = {k: [] for k in shots if k == 0}
     total = sum(1 if k == 0 else repeats for k in shots) * len(raters)
     with single_threaded(), progress_bar(f"evaluating {method.name}", total=total, enabled=progress) as advance:
         for rater in raters:
@@ -114,13 +123,20 @@ def evaluate(
                     skipped[k].append(rater.user)
                     advance(n_rep)
                     continue
+                if k == 0 and big_five is None and getattr(method, "uses_big_five", False):
+                    no_big_five[k].append(rater.user)
+                    advance(n_rep)
+                    continue
                 for repeat in range(n_rep):
                     support, query = draw_support(len(rater), k, seed=seed, user=rater.user, repeat=repeat)
                     rows.append(_episode(method, rater.user, k, repeat, x_all, rater.scores, support, query, big_five, seed))
                     advance(1)
     frame = pd.DataFrame(rows, columns=ROW_COLUMNS)
     frame["error"] = frame["error"].astype(object)
-    return Evaluation(rows=frame, skipped={k: v for k, v in skipped.items()}, meta={"method": method.name, "seed": seed, "repeats": repeats})
+    return Evaluation(
+        rows=frame, skipped={k: v for k, v in skipped.items()}, meta={"method": method.name, "seed": seed, "repeats": repeats},
+        no_big_five=no_big_five,
+    )
 
 
 def _episode(method: Method, user: str, k: int, repeat: int, x_all, y_all, support, query, big_five, seed: int) -> dict[str, Any]:

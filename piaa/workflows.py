@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
-from piaa.errors import DataError, RunError
+import numpy as np
+
+from piaa.errors import ConfigError, DataError, RunError
 from piaa.protocol import Evaluation, evaluate
 from piaa.registry import create_method
 from piaa.runs import Run, load_run, resolve_data, save_run
-from piaa.tasks.format import RaterDataset
+from piaa.tasks.format import BIG_FIVE, RaterDataset
 from piaa.tasks.sampling import eligible
 
 DEFAULT_METHOD = "ridge"
@@ -50,8 +53,36 @@ def evaluate_run(
     return result
 
 
-def adapt_user(run: Run | str | None, user: str, shots: int, *, repeats: int = 10, seed: int = 0) -> Evaluation:
-    """Adapt to one rater from `shots` of their images, `repeats` times, scoring the rest."""
+def parse_big_five(text: str | Sequence[float]) -> np.ndarray:
+    """'O,C,E,A,N' (or five numbers) → float32 [5], each in [-1, 1]; anything else is a ConfigError."""
+    items = [v.strip() for v in text.split(",")] if isinstance(text, str) else list(text)
+    if len(items) != 5:
+        raise ConfigError(f"--big-five expects 5 comma-separated numbers O,C,E,A,N in [-1, 1], got {len(items)}: {text!r}")
+    try:
+        values = np.array([float(v) for v in items], dtype=np.float64)
+    except ValueError:
+        raise ConfigError(f"--big-five expects numbers O,C,E,A,N in [-1, 1], got {text!r}") from None
+    bad = np.flatnonzero(~np.isfinite(values) | (np.abs(values) > 1))
+    if len(bad):
+        raise ConfigError(f"--big-five: {BIG_FIVE[bad[0]]} is {values[bad[0]]}, expected a number in [-1, 1]")
+    return values.astype(np.float32)
+
+
+def with_big_five(data: RaterDataset, user: str, big_five: Sequence[float]) -> RaterDataset:
+    """The same dataset with `user`'s Big-Five replaced (what `piaa adapt --big-five` adapts with)."""
+    users = data.users.copy()
+    users.loc[users["user"] == str(user), list(BIG_FIVE)] = np.asarray(big_five, dtype=np.float64)
+    return dataclasses.replace(data, users=users)
+
+
+def adapt_user(
+    run: Run | str | None, user: str, shots: int, *, repeats: int = 10, seed: int = 0, big_five: Sequence[float] | str | None = None
+) -> Evaluation:
+    """Adapt to one rater from `shots` of their images, `repeats` times, scoring the rest.
+
+    `big_five` (O, C, E, A, N) overrides users.csv for methods that use it; with shots=0 it is all
+    such a method adapts from.
+    """
     run = run if isinstance(run, Run) else load_run(run)
     data = run.load_data()
     rater = data.rater(user)
@@ -59,4 +90,14 @@ def adapt_user(run: Run | str | None, user: str, shots: int, *, repeats: int = 1
         raise DataError("ratings.csv", f"user {user!r} has no ratings")
     if not eligible(rater, shots):
         raise DataError("ratings.csv", f"user {user!r} has {len(rater)} rated images; {shots} shots need at least {shots + 10}")
+    method = run.method
+    if big_five is not None:
+        if not method.uses_big_five:
+            raise ConfigError(f"--big-five: method {method.name!r} does not use Big-Five (try pa-iaa)")
+        data = with_big_five(data, user, parse_big_five(big_five))
+    elif shots == 0 and method.uses_big_five and rater.big_five is None:
+        raise DataError(
+            "users.csv", f"user {user!r} has no Big-Five; {method.name} at 0 shots predicts from Big-Five alone "
+            "(give it with --big-five O,C,E,A,N, or use --shots > 0)", field="openness",
+        )
     return evaluate_run(run, data, shots=[shots], repeats=repeats, seed=seed, users=[user])

@@ -1,0 +1,80 @@
+"""The multi-task network: a shared trunk over image features, two heads.
+
+aesthetics head → softmax over the score bins (its mean is the generic score);
+personality head → five tanh outputs in O, C, E, A, N order, read as "the Big-Five of the people
+who like this image". No BatchNorm, so the network behaves the same in train and eval apart from dropout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from piaa.nn import FeatureStandardizer, as_tensor
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run with `n` torch intra-op threads (0: leave torch's setting), restoring the setting afterwards.
+
+    Networks this small train and predict fastest on one thread; more threads only add
+    synchronisation, which gets much worse when other processes compete for the cores.
+    """
+    if n <= 0 or n == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class PersonalityAssistedNet(nn.Module):
+    def __init__(self, in_dim: int, bins: Sequence[float], trunk: Sequence[int] = (256, 128), dropout: float = 0.2):
+        super().__init__()
+        if not trunk:
+            raise ValueError("the shared trunk needs at least one hidden layer")
+        self.standardize = FeatureStandardizer(in_dim)
+        layers: list[nn.Module] = []
+        last = in_dim
+        for width in trunk:
+            layers += [nn.Linear(last, int(width)), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            last = int(width)
+        self.trunk = nn.Sequential(*layers)
+        self.aesthetics = nn.Linear(last, len(bins))
+        self.personality = nn.Linear(last, 5)
+        self.register_buffer("bins", torch.as_tensor(np.asarray(bins, dtype=np.float32)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(score distribution [n, bins] summing to one, personality [n, 5] in [-1, 1])."""
+        h = self.trunk(self.standardize(x))
+        return torch.softmax(self.aesthetics(h), dim=-1), torch.tanh(self.personality(h))
+
+    def generic_score(self, dist: torch.Tensor) -> torch.Tensor:
+        """Mean of a predicted distribution, on the dataset's score scale."""
+        return dist @ self.bins
+
+
+@torch.no_grad()
+def predict_heads(net: PersonalityAssistedNet, x: np.ndarray, batch: int = 65536) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(generic score [n], distribution [n, bins], personality [n, 5]) as float64 numpy, in eval mode."""
+    was_training = net.training
+    net.eval()
+    scores, dists, pers = [], [], []
+    for i in range(0, len(x), batch):
+        dist, p = net(as_tensor(np.asarray(x[i : i + batch])))
+        scores.append(net.generic_score(dist).double().numpy())
+        dists.append(dist.double().numpy())
+        pers.append(p.double().numpy())
+    net.train(was_training)
+    if not scores:
+        return np.zeros(0), np.zeros((0, len(net.bins))), np.zeros((0, 5))
+    return np.concatenate(scores), np.concatenate(dists), np.concatenate(pers)
