@@ -208,8 +208,8 @@ def benchmark(
         overrides=set_, threads=threads, progress=sys.stderr.isatty(), data_ref=ref,
     )
     path = write_benchmark(result, out_dir, compare=pair)
-    out.print(summary_markdown(result), markup=False, highlight=False)
-    out.print(timings_markdown(result), markup=False, highlight=False)
+    out.print(summary_markdown(result), markup=False, highlight=False, soft_wrap=True)
+    out.print(timings_markdown(result), markup=False, highlight=False, soft_wrap=True)
     if result.fit_failures or result.rows["error"].notna().any():
         err.print(f"[red]warning:[/] some methods or raters failed; see {path / 'failures.csv'}")
     out.print(f"tables and plots written to [bold]{path}[/]")

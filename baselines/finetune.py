@@ -3,8 +3,9 @@
 The plainest way to personalise a neural scorer, and the baseline the BLG-PIAA paper (Zhu, Li et al.,
 IEEE TCYB 2020) calls BA-PIAA: start from the network trained on everyone's consensus and take a
 few gradient steps on the rater's own images. Here: the output bias is first moved to the rater's
-mean, then Adam runs full-batch on squared error, on the last layer only (default; cheap and hard to
-overfit) or on every layer. How many steps to take at k shots is chosen at fit time on practice
+mean, then Adam runs full-batch on squared error, on every layer (default) or on the last layer only
+(cheaper, but on the demo it gains little: the rater's taste is not a re-weighting of the prior's
+last hidden features). How many steps to take at k shots is chosen at fit time on practice
 episodes of training raters, the early stopping a user could afford without anyone's query images.
 """
 
@@ -28,11 +29,11 @@ from piaa.tasks.format import RaterDataset
 
 @dataclass(frozen=True)
 class FineTuneConfig(GIAAConfig):
-    layers: str = "last"  # "last": output layer only; "all": every layer of the prior
-    adapt_lr: float = 0.01
+    layers: str = "all"  # "all": every layer of the prior; "last": the output layer only
+    adapt_lr: float = 3e-4  # small: the prior was trained at 1e-3 and a few images must not undo it
     step_grid: tuple[int, ...] = (0, 5, 10, 20, 40, 80, 160)  # candidate numbers of Adam steps
     practice_shots: tuple[int, ...] = (10, 30, 100)
-    practice_raters: int = 24
+    practice_raters: int = 16
 
 
 class FineTunedModel(UserModel):

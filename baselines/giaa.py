@@ -19,6 +19,7 @@ import torch
 from piaa.method import Method, MethodConfig, UserModel
 from piaa.nn import FeatureRegressor, predict_batched
 from piaa.registry import register_method
+from piaa.seeding import torch_seeded
 from piaa.tasks.format import RaterDataset
 from piaa.tasks.targets import generic_targets
 from piaa.training import fit_regressor
@@ -100,7 +101,8 @@ class GenericPrior(Method):
             return
         targets = generic_targets(data)
         x = np.asarray(data.features[targets.image_index], dtype=np.float32)
-        self.model = self._build(data.feature_dim)
+        with torch_seeded(seed, "giaa-init"):  # layer init draws from torch's RNG: seed it, never the global state
+            self.model = self._build(data.feature_dim)
         self.model.standardize.fit(x)
         cfg = self.config
         # Images seen by more raters have a less noisy consensus: weight by the number of raters.
