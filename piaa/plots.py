@@ -51,7 +51,7 @@ def plot_srocc_vs_shots(result: "BenchmarkResult", path: str | Path) -> None:
     ax.set_xticks(pos, [f"{k}" for k in shots])
     ax.set_xlabel("rated images of the rater (shots)")
     ax.set_ylabel("SROCC (mean over test raters)")
-    ax.set_title(f"{result.meta['dataset']}: SROCC against shots (bars: ±1 standard error over raters)", fontsize=10)
+    ax.set_title(f"{result.meta['dataset']}: SROCC against shots\n(bars: ±1 standard error over raters; for paired differences see the Wilcoxon tests)", fontsize=10)
     ax.grid(True, axis="y", alpha=0.35)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, title="method")
     _save(fig, Path(path))
@@ -64,21 +64,22 @@ def plot_per_rater(result: "BenchmarkResult", a: str, b: str, path: str | Path) 
     shots = [k for k in result.meta["shots"] if len(result.paired(a, b, k))]
     if not shots:
         shots = list(result.meta["shots"])[-1:]
-    fig, axes = plt.subplots(1, len(shots), figsize=(4.0 * len(shots) + 0.6, 4.3), squeeze=False)
+    fig, axes = plt.subplots(1, len(shots), figsize=(4.4 * len(shots) + 0.6, 4.9), squeeze=False)
+    pairs = {k: result.paired(a, b, k) for k in shots}
+    values = np.concatenate([p[c].to_numpy(dtype=float) for p in pairs.values() for c in (a, b)] or [np.array([0.0, 1.0])])
+    lo, hi = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
+    pad = 0.05 * max(hi - lo, 0.1)
+    lo, hi = lo - pad, hi + pad  # one scale for every panel, so the settings can be compared by eye
     for ax, k in zip(axes[0], shots):
-        both = result.paired(a, b, k)
-        x, y = both[b].to_numpy(dtype=float), both[a].to_numpy(dtype=float)
-        values = np.concatenate([x, y]) if len(x) else np.array([0.0, 1.0])
-        lo, hi = float(values.min()), float(values.max())
-        pad = 0.05 * max(hi - lo, 0.1)
-        lo, hi = lo - pad, hi + pad
+        x, y = pairs[k][b].to_numpy(dtype=float), pairs[k][a].to_numpy(dtype=float)
         ax.plot([lo, hi], [lo, hi], color="0.5", linestyle="--", linewidth=1)
         better = y > x + 1e-12
         ax.scatter(x[better], y[better], s=22, color="tab:blue", label=f"{a} better", zorder=3)
         ax.scatter(x[~better], y[~better], s=22, color="tab:orange", label=f"{b} better or tie", zorder=3)
         test = result.paired_test(a, b, k)
         p = "n/a" if np.isnan(test["p_value"]) else f"{test['p_value']:.2g}"
-        ax.set_title(f"{k} shots: {a} better on {test['wins']}/{test['n_raters']}\nWilcoxon p = {p}", fontsize=10)
+        diff = "" if np.isnan(test["mean_diff"]) else f", mean diff {test['mean_diff']:+.3f}"
+        ax.set_title(f"{k} shots: {a} better on {test['wins']}/{test['n_raters']}{diff}\nWilcoxon signed-rank p = {p}", fontsize=9.5)
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
         ax.set_aspect("equal")
@@ -87,6 +88,6 @@ def plot_per_rater(result: "BenchmarkResult", a: str, b: str, path: str | Path) 
     axes[0][0].set_ylabel(f"SROCC of {a}")
     axes[0][-1].legend(loc="lower right", fontsize=8)
     fig.suptitle(f"{result.meta['dataset']}: per-rater SROCC, {a} vs {b} (one point per test rater)", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     _save(fig, Path(path))
     plt.close(fig)

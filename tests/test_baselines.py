@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from piaa.benchmark import run_benchmark
+from piaa.baselines.giaa import shared_priors
+from piaa.benchmark import run_benchmark, torch_threads
 from piaa.registry import create_method, list_methods
 from piaa.runs import load_run, save_run
 from piaa.seeding import numpy_rng
@@ -44,9 +45,22 @@ def linear_taste_dataset(path, seed: int = 0, n_images: int = 1500, dim: int = 1
     return read_dataset(path)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    with torch_threads(1):  # per-rater problems are tiny; extra threads only contend
+        yield
+
+
 @pytest.fixture(scope="module")
 def taste_data(tmp_path_factory):
     return linear_taste_dataset(tmp_path_factory.mktemp("taste") / "data")
+
+
+@pytest.fixture(scope="module")
+def fitted(taste_data):
+    train = taste_data.without("test")
+    with shared_priors():
+        return {name: create_method(name, FAST).fit(train, seed=0) for name in ("giaa", "finetune", "pam", "knn", "user-mean")}
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +90,14 @@ def test_without_shots_every_baseline_is_the_prior(taste_bench):
     assert np.allclose(zero.to_numpy(), zero["giaa"], atol=1e-6), zero
 
 
-def test_user_mean_keeps_giaa_ranking_and_corrects_bias(taste_data, taste_bench):
+def test_user_mean_keeps_giaa_ranking_and_corrects_bias(taste_data, taste_bench, fitted):
     rows = taste_bench.rows
     a = rows[rows["method"] == "user-mean"].set_index(["user", "shots", "repeat"])["srocc"]
     b = rows[rows["method"] == "giaa"].set_index(["user", "shots", "repeat"])["srocc"]
     # A shift does not change ranks; only clipping at the ends of the score range can create ties.
     diff = np.abs(a.to_numpy() - b.loc[a.index].to_numpy())
     assert diff.max() < 0.03 and diff.mean() < 0.01
-    um = create_method("user-mean", FAST).fit(taste_data.without("test"), seed=0)
+    um = fitted["user-mean"]
     assert 1.0 < um.kappa < 1e4  # noise vs bias variance, estimated on training raters
     mae_um, mae_gi = [], []
     for rater in taste_data.raters("test"):
@@ -99,8 +113,8 @@ def test_user_mean_keeps_giaa_ranking_and_corrects_bias(taste_data, taste_bench)
 
 
 @pytest.mark.parametrize("name", ["finetune", "pam", "knn", "user-mean"])
-def test_saved_run_predicts_exactly_like_the_fitted_method(taste_data, tmp_path, name):
-    method = create_method(name, FAST).fit(taste_data.without("test"), seed=0)
+def test_saved_run_predicts_exactly_like_the_fitted_method(taste_data, fitted, tmp_path, name):
+    method = fitted[name]
     run = load_run(save_run(method, data_ref=str(taste_data.path), seed=0, out=tmp_path / "run"))
     rater = taste_data.rater("u45")
     x = taste_data.features[rater.image_index]
@@ -110,12 +124,9 @@ def test_saved_run_predicts_exactly_like_the_fitted_method(taste_data, tmp_path,
         np.testing.assert_array_equal(got, expect)
 
 
-def test_choices_made_at_fit_time_come_from_training_raters(taste_data):
+def test_choices_made_at_fit_time_come_from_training_raters(taste_data, fitted):
     """The tuned settings are what the practice episodes pick; test raters cannot influence them."""
-    train_only = taste_data.without("test")
-    knn = create_method("knn", FAST).fit(train_only, seed=0)
-    pam = create_method("pam", FAST).fit(train_only, seed=0)
-    ft = create_method("finetune", FAST).fit(train_only, seed=0)
+    knn, pam, ft = fitted["knn"], fitted["pam"], fitted["finetune"]
     assert knn.blend < 1e9  # neighbours are trusted at some shot count on these raters
     assert np.isfinite(pam.lam) and pam.lam in pam.config.lambda_grid
     assert set(ft.steps_for) == {10, 30, 100} and ft.steps_for[100] > 0
@@ -134,13 +145,14 @@ def test_finetune_last_layer_runs_and_adapts(taste_data):
         create_method("finetune", ["layers=middle"])
 
 
-def test_prior_is_identical_when_fitted_twice_in_one_process(taste_data):
+def test_prior_is_identical_when_fitted_twice_in_one_process(taste_data, fitted):
     """Layer initialisation is seeded, so a second fit (or a shared prior) gives the same weights."""
     train = taste_data.without("test")
     x = taste_data.features[:50]
-    a = create_method("giaa", FAST).fit(train, seed=0).generic_z(x)
+    a = fitted["giaa"].generic_z(x)
     b = create_method("giaa", FAST).fit(train, seed=0).generic_z(x)
     c = create_method("giaa", FAST).fit(train, seed=1).generic_z(x)
+    assert not fitted["giaa"].prior_shared and fitted["knn"].prior_shared
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
 
@@ -150,7 +162,7 @@ def test_shared_prior_is_the_prior_a_fresh_fit_trains(taste_data):
 
     train = taste_data.without("test")
     x = taste_data.features[:50]
-    alone = create_method("pam", FAST).fit(train, seed=0)
+    alone = create_method("pam", FAST).fit(train, seed=0)  # outside any sharing: trains its own prior
     with shared_priors():
         create_method("giaa", FAST).fit(train, seed=0)
         shared = create_method("pam", FAST).fit(train, seed=0)
