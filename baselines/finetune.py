@@ -31,7 +31,7 @@ from piaa.tasks.format import RaterDataset
 class FineTuneConfig(GIAAConfig):
     layers: str = "all"  # "all": every layer of the prior; "last": the output layer only
     adapt_lr: float = 3e-4  # small: the prior was trained at 1e-3 and a few images must not undo it
-    step_grid: tuple[int, ...] = (0, 5, 10, 20, 40, 80, 160)  # candidate numbers of Adam steps
+    step_grid: tuple[int, ...] = (0, 5, 10, 20, 40, 80)  # candidate numbers of Adam steps (demo picks 10-20)
     practice_shots: tuple[int, ...] = (10, 30, 100)
     practice_raters: int = 16
 

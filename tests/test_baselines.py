@@ -78,7 +78,9 @@ def test_all_baselines_are_registered_with_a_summary():
 def test_personalised_baselines_beat_the_prior_at_100_shots(taste_bench, name):
     s = taste_bench.summary.set_index(["method", "shots"])["srocc_mean"]
     # The rater's own linear taste is half the signal: 100 rated images must reveal part of it.
-    assert s[(name, 100)] > s[("giaa", 100)] + 0.04, s.unstack()
+    # (measured: giaa 0.64; at 100 shots finetune 0.79, knn 0.86, pam 0.96, ridge 0.97)
+    assert s[(name, 100)] > s[("giaa", 100)] + 0.1, s.unstack()
+    assert s[(name, 10)] > s[("giaa", 10)] + 0.03
     # More shots help (10 images reveal less of a 12-dimensional taste than 100 do).
     assert s[(name, 100)] > s[(name, 10)]
     assert not taste_bench.rows["error"].notna().any()
