@@ -205,6 +205,10 @@ def run_benchmark(
     if not methods:
         raise ConfigError("--methods: give at least one method name (see `piaa methods`)")
     shot_list = sorted({int(k) for k in shots})
+    if not shot_list or shot_list[0] < 0:
+        raise ConfigError(f"--shots: expected one or more counts >= 0, got {shot_list}")
+    if repeats < 1:
+        raise ConfigError(f"--repeats: expected at least 1, got {repeats}")
     for m in methods:
         method_class(m)  # unknown names are a usage error, before anything is trained
     per_method = split_overrides(methods, overrides)

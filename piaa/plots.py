@@ -53,7 +53,10 @@ def plot_srocc_vs_shots(result: "BenchmarkResult", path: str | Path) -> None:
     ax.set_ylabel("SROCC (mean over test raters)")
     ax.set_title(f"{result.meta['dataset']}: SROCC against shots\n(bars: ±1 standard error over raters; for paired differences see the Wilcoxon tests)", fontsize=10)
     ax.grid(True, axis="y", alpha=0.35)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, title="method")
+    if methods:
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, title="method")
+    else:
+        ax.text(0.5, 0.5, "no method produced results (see failures.csv)", ha="center", va="center", transform=ax.transAxes)
     _save(fig, Path(path))
     plt.close(fig)
 

@@ -193,3 +193,20 @@ def test_cli_end_to_end(demo, tmp_path):
     # A misspelt method is a usage error before anything is trained, with a suggestion.
     bad = _cli("benchmark", "--data", str(demo), "--methods", "giaa,rigde", "--out", str(tmp_path / "x"), cwd=tmp_path)
     assert bad.returncode == 2 and "did you mean 'ridge'" in bad.stderr and not (tmp_path / "x").exists()
+
+
+def test_bad_arguments_fail_before_training(data):
+    with pytest.raises(ConfigError, match="--shots"):
+        run_benchmark(data, ["giaa"], shots=(-1, 10))
+    with pytest.raises(ConfigError, match="--repeats"):
+        run_benchmark(data, ["giaa"], repeats=0)
+    with pytest.raises(ConfigError, match="unknown method 'rigde'; did you mean 'ridge'"):
+        run_benchmark(data, ["giaa", "rigde"])
+
+
+def test_all_methods_failing_still_writes_a_report(data, tmp_path):
+    result = run_benchmark(data, ["test-broken-fit"], shots=(0, 10), repeats=1)
+    out = write_benchmark(result, tmp_path / "out")
+    assert "fit failed" in (out / "summary.md").read_text()
+    assert pd.read_csv(out / "failures.csv")["stage"].tolist() == ["fit"]
+    assert (out / "srocc_vs_shots.png").is_file()
