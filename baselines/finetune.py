@@ -139,6 +139,13 @@ class FineTune(GenericPrior):
         tuned = self.tune(self.check_features(x_support, "support features"), y, [steps])
         return FineTunedModel(self, tuned[steps])
 
+    def user_model_from_state(self, state: Mapping[str, torch.Tensor]) -> UserModel:
+        """Rebuild a rater's model from `FineTunedModel.state_dict()` (its tuned weights)."""
+        expected = set(self._tuned_names())
+        if set(state) != expected:
+            raise ConfigError(f"finetune profile holds {sorted(state)}, expected {sorted(expected)} (layers={self.config.layers!r})")
+        return FineTunedModel(self, {k: v.clone() for k, v in state.items()})
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = super().state_dict()
         keys = sorted(self.steps_for)

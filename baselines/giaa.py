@@ -101,7 +101,7 @@ class GenericPrior(Method):
             return
         targets = generic_targets(data)
         x = np.asarray(data.features[targets.image_index], dtype=np.float32)
-        with torch_seeded(seed, "giaa-init"):  # layer init draws from torch's RNG: seed it, never the global state
+        with torch_seeded(seed, "giaa-init"):
             self.model = self._build(data.feature_dim)
         self.model.standardize.fit(x)
         cfg = self.config
@@ -129,6 +129,9 @@ class GenericPrior(Method):
 
     def adapt(self, x_support, y_support, *, big_five=None, seed: int = 0) -> UserModel:
         return GenericUserModel(self)
+
+    def user_model_from_state(self, state) -> UserModel:
+        return GenericUserModel(self)  # nothing is personal
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         assert self.model is not None, "giaa is not fitted"

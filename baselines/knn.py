@@ -64,8 +64,8 @@ class KNNUserModel(UserModel):
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {
             "offset": torch.tensor([self.offset, self.weight], dtype=torch.float64),
-            "support_emb": torch.from_numpy(self.support_emb.astype(np.float32)),
-            "residual": torch.from_numpy(self.residual.astype(np.float32)),
+            "support_emb": torch.from_numpy(np.ascontiguousarray(self.support_emb, dtype=np.float64)),
+            "residual": torch.from_numpy(np.ascontiguousarray(self.residual, dtype=np.float64)),
         }
 
 
@@ -112,6 +112,11 @@ class NearestRated(GenericPrior):
         offset = float(np.mean(y - g))
         weight = len(y) / (len(y) + self.blend)
         return KNNUserModel(self, offset, self.axes.transform(x), y - g - offset, weight)
+
+    def user_model_from_state(self, state: Mapping[str, torch.Tensor]) -> UserModel:
+        """Rebuild a rater's model from `KNNUserModel.state_dict()` (stored profiles)."""
+        offset, weight = (float(v) for v in state["offset"])
+        return KNNUserModel(self, offset, state["support_emb"].double().numpy(), state["residual"].double().numpy(), weight)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = super().state_dict()

@@ -85,8 +85,8 @@ class PAMUserModel(UserModel):
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {
             "offset": torch.tensor([self.offset, self.g_center], dtype=torch.float64),
-            "phi_center": torch.from_numpy(self.phi_center.astype(np.float32)),
-            "w": torch.from_numpy(self.w.astype(np.float32)),
+            "phi_center": torch.from_numpy(self.phi_center.astype(np.float64)),
+            "w": torch.from_numpy(self.w.astype(np.float64)),
         }
 
 
@@ -150,6 +150,11 @@ class PersonalizedResidual(GenericPrior):
             return PAMUserModel(self, float(y.mean()), float(self.generic_z(x).mean()), empty, empty)
         _, _, weights, offset, g_center, phi_center = self._episode_fit(x, y, np.arange(len(y)), np.array([self.lam]))
         return PAMUserModel(self, offset, g_center, phi_center, weights[0])
+
+    def user_model_from_state(self, state: Mapping[str, torch.Tensor]) -> UserModel:
+        """Rebuild a rater's model from `PAMUserModel.state_dict()` (stored profiles)."""
+        offset, g_center = (float(v) for v in state["offset"])
+        return PAMUserModel(self, offset, g_center, state["phi_center"].double().numpy(), state["w"].double().numpy())
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = super().state_dict()

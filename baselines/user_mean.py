@@ -65,6 +65,10 @@ class UserMean(GenericPrior):
         weight = len(y) / (len(y) + self.kappa)
         return UserMeanModel(self, weight * raw + (1.0 - weight) * self.bias_mean)
 
+    def user_model_from_state(self, state: Mapping[str, torch.Tensor]) -> UserModel:
+        """Rebuild a rater's model from `UserMeanModel.state_dict()` (stored profiles)."""
+        return UserMeanModel(self, float(state["offset"][0]))
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = super().state_dict()
         state["offset_prior"] = torch.tensor([self.bias_mean, self.kappa], dtype=torch.float64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from piaa.baselines.giaa import shared_priors
 from piaa.benchmark import run_benchmark, torch_threads
@@ -124,6 +125,10 @@ def test_saved_run_predicts_exactly_like_the_fitted_method(taste_data, fitted, t
         expect = method.adapt(x[:shots], rater.scores[:shots]).predict(x[shots:])
         got = run.method.adapt(x[:shots], rater.scores[:shots]).predict(x[shots:])
         np.testing.assert_array_equal(got, expect)
+        # A stored profile (the small per-rater state) rebuilds the same rater model.
+        state = method.adapt(x[:shots], rater.scores[:shots]).state_dict()
+        assert state and all(isinstance(v, torch.Tensor) for v in state.values())
+        np.testing.assert_array_equal(run.method.user_model_from_state(state).predict(x[shots:]), expect)
 
 
 def test_choices_made_at_fit_time_come_from_training_raters(taste_data, fitted):
