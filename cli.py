@@ -520,6 +520,43 @@ def profiles_delete(
     out.print(f"deleted profile of {user} from {profiles.path}")
 
 
+# -- benchmark ----------------------------------------------------------------------------------
+@app.command()
+def benchmark(
+    data: Optional[str] = typer.Option(None, "--data", help="Rater-dataset directory, or 'demo' (default)."),
+    methods: str = typer.Option(..., "--methods", help="Comma-separated method names (see `piaa methods`)."),
+    shots: Optional[List[int]] = typer.Option(None, "--shots", help="Shot settings (repeatable; default 0, 10 and 100)."),
+    repeats: int = typer.Option(10, "--repeats", help="Support draws per rater and shot setting."),
+    seed: int = typer.Option(0, "--seed"),
+    out_dir: Path = typer.Option(..., "--out", help="Directory to create for tables and plots (must not be a non-empty directory)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Config override: field=value (every method with that field) or method.field=value."),
+    compare: Optional[str] = typer.Option(None, "--compare", help="Two methods for the per-rater plot, 'a,b' (default: best vs giaa)."),
+    threads: int = typer.Option(1, "--threads", help="Torch threads (1 is fastest for per-rater problems)."),
+) -> None:
+    """Train each method once, evaluate all under the same support draws, write the paper-style table."""
+    from piaa.benchmark import run_benchmark, summary_markdown, timings_markdown, write_benchmark
+    from piaa.runs import resolve_data
+
+    pair = None
+    if compare is not None:
+        pair = tuple(m.strip() for m in compare.split(","))
+        if len(pair) != 2 or not all(pair):
+            raise UsageFailure(f"--compare expects two method names 'a,b', got {compare!r}")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise UsageFailure(f"--out {out_dir} already exists and is not empty (choose another path or remove it)")
+    dataset, ref = resolve_data(data)
+    result = run_benchmark(
+        dataset, methods.split(","), shots=shots if shots else (0, 10, 100), repeats=repeats, seed=seed,
+        overrides=set_, threads=threads, progress=sys.stderr.isatty(), data_ref=ref,
+    )
+    path = write_benchmark(result, out_dir, compare=pair)
+    out.print(summary_markdown(result), markup=False, highlight=False, soft_wrap=True)
+    out.print(timings_markdown(result), markup=False, highlight=False, soft_wrap=True)
+    if result.fit_failures or result.rows["error"].notna().any():
+        err.print(f"[red]warning:[/] some methods or raters failed; see {path / 'failures.csv'}")
+    out.print(f"tables and plots written to [bold]{path}[/]")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit status 2."""
     from piaa.errors import PiaaError

@@ -6,8 +6,12 @@ has not learned anything about the rater.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import dataclasses
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -33,6 +37,24 @@ class GIAAConfig(MethodConfig):
     patience: int = 12
 
 
+# Within `shared_priors()`, priors already trained (same data object, seed and prior config) are reused.
+_SHARED_PRIORS: ContextVar[dict[tuple, Any] | None] = ContextVar("piaa_shared_priors", default=None)
+
+
+@contextlib.contextmanager
+def shared_priors() -> Iterator[None]:
+    """Train each distinct generic prior once inside this block (e.g. a benchmark of many baselines).
+
+    Every method built on `GenericPrior` fits the same MLP when its prior fields, seed and data are
+    equal; training is deterministic, so reusing a copy gives exactly the weights a fresh fit would.
+    """
+    token = _SHARED_PRIORS.set({})
+    try:
+        yield
+    finally:
+        _SHARED_PRIORS.reset(token)
+
+
 class GenericUserModel(UserModel):
     """Every rater gets the prior: the consensus score mapped onto the dataset's score scale."""
 
@@ -53,12 +75,30 @@ class GenericPrior(Method):
         self.model: FeatureRegressor | None = None
         self.score_mean = 0.0
         self.rater_std = 1.0
+        self.prior_shared = False  # True when `fit` reused a prior trained earlier in `shared_priors()`
 
     def _build(self, dim: int) -> FeatureRegressor:
         return FeatureRegressor(dim, self.config.hidden, self.config.dropout)
 
     def fit(self, data: RaterDataset, *, seed: int = 0, progress: bool = False, checkpoint_dir=None) -> "GenericPrior":
+        self._fit_prior(data, seed=seed, progress=progress)
+        return self
+
+    def prior_key(self) -> tuple:
+        """The configuration fields that determine the prior (shared by all GIAAConfig subclasses)."""
+        return tuple((f.name, getattr(self.config, f.name)) for f in dataclasses.fields(GIAAConfig))
+
+    def _fit_prior(self, data: RaterDataset, *, seed: int, progress: bool) -> None:
         self._remember_data(data)
+        cache = _SHARED_PRIORS.get()
+        key = (id(data), seed, type(self)._build, self.prior_key())
+        if cache is not None and key in cache:
+            _, model, stats, log = cache[key]
+            self.model = copy.deepcopy(model)
+            self.score_mean, self.rater_std = stats
+            self.fit_log = list(log)
+            self.prior_shared = True
+            return
         targets = generic_targets(data)
         x = np.asarray(data.features[targets.image_index], dtype=np.float32)
         with torch_seeded(seed, "giaa-init"):
@@ -73,7 +113,9 @@ class GenericPrior(Method):
             weights=targets.n_raters.astype(np.float32), progress=progress, label="giaa prior",
         )
         self.score_mean, self.rater_std = targets.score_mean, targets.rater_std
-        return self
+        self.prior_shared = False
+        if cache is not None:  # keep `data` referenced so its id cannot be reused while cached
+            cache[key] = (data, copy.deepcopy(self.model), (self.score_mean, self.rater_std), list(self.fit_log))
 
     def generic_z(self, x: np.ndarray) -> np.ndarray:
         """The prior on the standardised scale (0 = an average image, 1 = one rater-std better)."""
