@@ -9,23 +9,22 @@ significance tests and the plots are views of them.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from piaa.atomic import staged_directory, write_json, write_text
 from piaa.errors import ConfigError
 from piaa.protocol import evaluate
 from piaa.registry import create_method, method_class
 from piaa.tasks.format import RaterDataset
+from piaa.threads import limited_threads
 
 ROW_COLUMNS = ["method", "user", "shots", "repeat", "n_support", "n_query", "srocc", "plcc", "error"]
 ALPHA = 0.05  # significance level of the paired tests
@@ -139,31 +138,6 @@ def _std(s: pd.Series) -> float:
     return float(s.std(ddof=0)) if len(s) else float("nan")
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with `n` intra-op threads, restoring the previous count. Small per-rater problems run
-    fastest on one thread, and a fixed count keeps floating-point sums in the same order."""
-    if not n:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with _blas_threads(n):
-            yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _blas_threads(n: int):
-    """numpy's BLAS (eigh, matmul) likewise, when threadpoolctl is installed; otherwise unchanged."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it, numpy keeps its own thread count
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=n)
-
-
 def split_overrides(methods: Sequence[str], assignments: Iterable[str] | None) -> dict[str, list[str]]:
     """`field=value` goes to every method whose config has the field; `method.field=value` to one."""
     per: dict[str, list[str]] = {m: [] for m in methods}
@@ -216,7 +190,7 @@ def run_benchmark(
     train = data.without("test")
     frames, timing, fit_failures = [], [], {}
     skipped: dict[int, list[str]] = {}
-    with torch_threads(threads), shared_priors():
+    with limited_threads(threads), shared_priors():
         for name in methods:
             method = configs[name]
             start = time.perf_counter()

@@ -9,24 +9,32 @@ def _defined(pred: np.ndarray, true: np.ndarray) -> bool:
     return len(pred) >= 2 and np.ptp(pred) > 0 and np.ptp(true) > 0
 
 
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    return float(np.clip(a @ b / np.sqrt((a @ a) * (b @ b)), -1.0, 1.0))
+
+
 def srocc(pred, true) -> float:
-    """Spearman rank correlation; NaN when either side is constant (no ranking to agree with)."""
-    from scipy.stats import spearmanr  # imported on first use: scipy.stats is slow to import
+    """Spearman rank correlation (ties get average ranks); NaN when either side is constant.
+
+    Pearson correlation of scipy's average ranks: the same number as `scipy.stats.spearmanr`
+    without its per-call overhead, which dominated the protocol's run time.
+    """
+    from scipy.stats import rankdata  # imported on first use: scipy.stats is slow to import
 
     pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
     if not _defined(pred, true):
         return float("nan")
-    return float(spearmanr(pred, true).statistic)
+    return _pearson(rankdata(pred), rankdata(true))
 
 
 def plcc(pred, true) -> float:
     """Pearson linear correlation; NaN when either side is constant."""
-    from scipy.stats import pearsonr
-
     pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
     if not _defined(pred, true):
         return float("nan")
-    return float(pearsonr(pred, true).statistic)
+    return _pearson(pred, true)
 
 
 def emd(p, q, r: float = 2.0) -> np.ndarray:

@@ -53,7 +53,11 @@ class FeatureRegressor(nn.Module):
 
 
 def as_tensor(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    """A float32 tensor view of `x`; read-only arrays (memory-mapped features) are copied first."""
+    array = np.ascontiguousarray(x, dtype=np.float32)
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.from_numpy(array)
 
 
 @torch.no_grad()

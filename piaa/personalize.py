@@ -28,26 +28,10 @@ import pandas as pd
 import piaa
 from piaa.errors import DataError, PiaaError
 from piaa.profiles import ProfileError, ProfileStore, encode_json, now
+from piaa.threads import torch_threads
 
 SMALL_BATCH = 2048  # up to this many images are scored on one thread
 
-
-@contextlib.contextmanager
-def single_threaded():
-    """One torch thread for tiny work (a few rated images): on a busy machine torch's threads wait
-    for each other longer than the work takes. (Cheaper than `piaa.threads.single_threaded`, whose
-    BLAS limit costs milliseconds per call; numpy does not thread at these sizes anyway.)"""
-    import torch
-
-    before = torch.get_num_threads()
-    if before == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 # Something that turns image files into feature rows [n, dim] float32.
 Extractor = Callable[[Sequence[str]], np.ndarray]
@@ -117,7 +101,7 @@ class Profile:
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
         # Few rows: one thread (threads cost more than they save); many rows: torch's default.
-        with single_threaded() if len(x) <= SMALL_BATCH else contextlib.nullcontext():
+        with torch_threads(1) if len(x) <= SMALL_BATCH else contextlib.nullcontext():
             return np.asarray(self.user_model.predict(x), dtype=np.float64)
 
     def rank(self, images: Any, top: int | None = None) -> pd.DataFrame:
@@ -354,7 +338,7 @@ class Personalizer:
                 seen[name] = i
         seed = int(seed)
         b5_array = np.asarray(b5, dtype=np.float32) if b5 is not None else None
-        with single_threaded():  # tiny work: threads only wait for each other on a busy machine
+        with torch_threads(1):  # tiny work: threads only wait for each other on a busy machine
             user_model = self.method.adapt(x, y.astype(np.float32), big_five=b5_array, seed=seed)
             user_model, support = self._restorable(user_model, x)
         return Profile(
@@ -393,7 +377,7 @@ class Personalizer:
         scores = np.asarray(ratings["scores"], dtype=np.float64)
         if support is not None:
             b5 = np.asarray(big_five, dtype=np.float32) if big_five is not None else None
-            with single_threaded():
+            with torch_threads(1):
                 user_model = self.method.adapt(support, scores.astype(np.float32), big_five=b5, seed=int(row["seed"]))
         else:
             try:

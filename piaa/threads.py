@@ -1,8 +1,9 @@
-"""Thread limits for many small linear-algebra calls (one rater at a time).
+"""Thread limits for small numerical work.
 
-Per-rater work is tiny (tens to hundreds of rows); spreading it over threads costs more than it
-saves, and on a busy machine oversubscribed BLAS threads are many times slower. The protocol runs
-its episodes under `single_threaded()`; training keeps torch's default.
+Per-rater work is tiny (tens to hundreds of rows) and piaa's networks are small: spreading them over
+threads costs more than it saves, on a busy machine oversubscribed threads are many times slower,
+and a fixed thread count keeps floating-point sums in the same order, so the same seed gives the
+same numbers on any machine. Training and the protocol therefore run on one thread.
 """
 
 from __future__ import annotations
@@ -10,16 +11,35 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-import torch
-from threadpoolctl import threadpool_limits
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with `n` torch intra-op threads, restoring the previous count (None: leave as is). Cheap."""
+    import torch
+
+    before = torch.get_num_threads()
+    if not n or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager
-def single_threaded() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(before)
+def limited_threads(n: int | None = 1) -> Iterator[None]:
+    """Limit torch and numpy's BLAS (eigh, matmul) to `n` threads. The BLAS limit costs a few ms to
+    set, so use it around whole jobs (a fit, an evaluation), not per call."""
+    if not n:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with torch_threads(n), threadpool_limits(limits=n):
+        yield
+
+
+def single_threaded() -> contextlib.AbstractContextManager[None]:
+    return limited_threads(1)
