@@ -55,7 +55,7 @@ class MetaConfig(MethodConfig):
     query_size: int = 80
     # outer loop
     meta_batch: int = 4
-    meta_steps: int = 1500
+    meta_steps: int = 600
     outer_optimizer: str = "sgd"  # sgd | adam
     outer_lr: float = 0.25
     batched: bool = True  # vmap over the raters of a meta-batch
@@ -63,12 +63,15 @@ class MetaConfig(MethodConfig):
     val_fraction: float = 0.15
     val_shots: tuple[int, ...] = (10, 100)
     val_every: int = 100
-    patience: int = 5
+    patience: int = 3
     checkpoint_every: int = 100
     # test-time adaptation
     adapt_optimizer: str = "adam"  # sgd | adam (Meta-SGD uses its learned step sizes with sgd)
     adapt_lr: float = 1e-3
     adapt_steps: int = 20
+    # candidate adaptation step sizes, chosen per shot count on the validation raters after
+    # meta-training (0 = keep the prior); empty: always use adapt_lr
+    adapt_lr_grid: tuple[float, ...] = (0.0, 1e-4, 3e-4, 1e-3, 3e-3)
 
     def __post_init__(self) -> None:
         checks = [
@@ -114,6 +117,7 @@ class MetaLearnedHead(Method):
         self.module: ScoreHead | None = None
         self.meta: Params = {}
         self.buffers: Params = {}
+        self.adapt_lrs: dict[int, float] = {}  # shots → adaptation step size chosen on validation raters
         self._on_step: Callable[[int], None] | None = None  # test hook: called after every meta-step
 
     # -- building ---------------------------------------------------------------------------------
@@ -164,8 +168,22 @@ class MetaLearnedHead(Method):
             progress=progress, on_step=self._on_step,
         )
         self.fit_log += log
+        self.adapt_lrs = {}
+        if validate is not None and cfg.adapt_lr_grid:
+            scores = {lr: validate.per_shot(self.meta, lr) for lr in cfg.adapt_lr_grid}
+            for k in sorted({k for per in scores.values() for k in per}):
+                lr = max(cfg.adapt_lr_grid, key=lambda lr: (scores[lr].get(k, float("-inf")), -lr))
+                self.adapt_lrs[int(k)] = float(lr)
+                self.fit_log.append({"adapt_lr_for_shots": int(k), "adapt_lr": float(lr), "val_srocc": round(scores[lr][k], 6)})
         self.module.eval()
         return self
+
+    def adapt_lr_for(self, shots: int) -> float:
+        """The step size chosen on validation raters for the nearest shot count (log scale)."""
+        if not self.adapt_lrs:
+            return self.config.adapt_lr
+        nearest = min(self.adapt_lrs, key=lambda k: (abs(np.log(max(shots, 1)) - np.log(k)), k))
+        return self.adapt_lrs[nearest]
 
     def _pretrain(self, data: RaterDataset, users: set[str], seed: int, progress: bool) -> list[dict[str, Any]]:
         """Fit the head to the consensus score of the meta-training raters (the giaa prior)."""
@@ -202,10 +220,10 @@ class MetaLearnedHead(Method):
                 xq = torch.from_numpy(np.stack([np.pad(e[2], ((0, n_q - len(e[2])), (0, 0))) for e in episodes]))
                 groups.append((k, xs, ys, xq, [e[3] for e in episodes]))
 
-        def validate(meta: Params) -> float:
-            per_shot = []
+        def per_shot(meta: Params, lr: float | None = None) -> dict[int, float]:
+            out = {}
             for k, xs, ys, xq, yq in groups:
-                adapted = self._adapt_batched(meta, xs, ys, seed=derive_seed(seed, "validation", k))
+                adapted = self._adapt_batched(meta, xs, ys, seed=derive_seed(seed, "validation", k), lr=lr)
                 with torch.no_grad():
                     self.module.eval()
                     pred = vmap(lambda p, x: functional_call(self.module, {**p, **self.buffers}, (x,)))(adapted, xq).numpy()
@@ -213,16 +231,26 @@ class MetaLearnedHead(Method):
                 values = [srocc(pred[i, : len(y)], y) for i, y in enumerate(yq)]
                 values = [v for v in values if np.isfinite(v)]
                 if values:
-                    per_shot.append(float(np.mean(values)))
-            return float(np.mean(per_shot)) if per_shot else 0.0
+                    out[k] = float(np.mean(values))
+            return out
 
+        def validate(meta: Params) -> float:
+            scores = per_shot(meta)
+            return float(np.mean(list(scores.values()))) if scores else 0.0
+
+        validate.per_shot = per_shot  # type: ignore[attr-defined]
         return validate
 
-    def _adapt_batched(self, meta: Params, xs: torch.Tensor, ys: torch.Tensor, *, seed: int) -> Params:
+    def _adapt_batched(self, meta: Params, xs: torch.Tensor, ys: torch.Tensor, *, seed: int, lr: float | None = None) -> Params:
         """Test-time adaptation of many support sets of one size at once (leading axis = episode)."""
         cfg = self.config
         params, lrs = split_meta({k: v.detach() for k, v in meta.items()})
-        opt = make_inner(cfg.adapt_optimizer, cfg.adapt_lr)
+        lr = cfg.adapt_lr if lr is None else lr
+        if lr == 0:
+            return {k: v.expand(len(xs), *v.shape) for k, v in params.items()}
+        opt = make_inner(cfg.adapt_optimizer, lr)
+        if lrs is not None:
+            lrs = {k: v * (lr / cfg.adapt_lr) for k, v in lrs.items()}
         loss = make_loss(self.module, self.buffers)
 
         def one(x: torch.Tensor, y: torch.Tensor) -> Params:
@@ -246,10 +274,13 @@ class MetaLearnedHead(Method):
         yt = torch.from_numpy(normalise(y, self.score_range).astype(np.float32))
         w = torch.ones_like(yt)
         cfg = self.config
-        opt = make_inner(cfg.adapt_optimizer, cfg.adapt_lr)
+        lr = self.adapt_lr_for(len(y))
+        if lr == 0:
+            return AdaptedUserModel(self, params)
+        opt = make_inner(cfg.adapt_optimizer, lr)
         state = opt.init(params)
         loss_fn = make_loss(self.module, self.buffers)
-        lrs = {k: v.detach() for k, v in lrs.items()} if lrs is not None else None
+        lrs = {k: v.detach() * (lr / cfg.adapt_lr) for k, v in lrs.items()} if lrs is not None else None
         self.module.train()
         with torch_seeded(seed, "adapt"):
             for _ in range(cfg.adapt_steps):
@@ -266,6 +297,13 @@ class MetaLearnedHead(Method):
             raise RuntimeError(f"{self.name} is not fitted")
         return {**{f"meta.{k}": v for k, v in self.meta.items()}, **{f"buffer.{k}": v for k, v in self.buffers.items()}}
 
+    def extra_state(self) -> dict[str, Any]:
+        return {**super().extra_state(), "adapt_lrs": {str(k): v for k, v in self.adapt_lrs.items()}}
+
+    def load_extra_state(self, extra: Mapping[str, Any]) -> None:
+        super().load_extra_state(extra)
+        self.adapt_lrs = {int(k): float(v) for k, v in extra.get("adapt_lrs", {}).items()}
+
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         self.buffers = {k[7:]: v for k, v in state.items() if k.startswith("buffer.")}
         self.meta = {k[5:]: v for k, v in state.items() if k.startswith("meta.")}
@@ -274,11 +312,17 @@ class MetaLearnedHead(Method):
         self.module.eval()
 
 
+def _field_type(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return tuple[type(value[0]), ...] if value else tuple[float, ...]
+    return type(value)
+
+
 def _preset(name: str, summary: str, **defaults: Any) -> type[MetaLearnedHead]:
     """A registered subclass whose Config has the preset's defaults."""
     config = dataclasses.make_dataclass(
         f"{name.title().replace('-', '')}Config",
-        [(k, type(v) if not isinstance(v, tuple) else tuple[int, ...], dataclasses.field(default=v)) for k, v in defaults.items()],
+        [(k, _field_type(v), dataclasses.field(default=v)) for k, v in defaults.items()],
         bases=(MetaConfig,), frozen=True,
     )
     config.__module__ = __name__
@@ -294,13 +338,13 @@ MAML = _preset(
     "maml", "MAML: second-order meta-gradient through an SGD inner loop",
     order="second", inner_optimizer="sgd", inner_lr=0.05, inner_steps=5, query_phase=False, carry_inner_state=False,
     support_shots=(10, 50), query_size=50, meta_batch=8, meta_steps=600, outer_optimizer="adam", outer_lr=1e-4,
-    adapt_optimizer="sgd", adapt_lr=0.05, adapt_steps=5,
+    adapt_optimizer="sgd", adapt_lr=0.05, adapt_steps=5, adapt_lr_grid=(0.0, 0.01, 0.025, 0.05, 0.1),
 )
 FOMAML = _preset(
     "fomaml", "first-order MAML: query gradient at the adapted weights, no Hessian terms",
     order="first", inner_optimizer="sgd", inner_lr=0.05, inner_steps=5, query_phase=False, carry_inner_state=False,
     support_shots=(10, 50), query_size=50, meta_batch=8, meta_steps=600, outer_optimizer="adam", outer_lr=1e-4,
-    adapt_optimizer="sgd", adapt_lr=0.05, adapt_steps=5,
+    adapt_optimizer="sgd", adapt_lr=0.05, adapt_steps=5, adapt_lr_grid=(0.0, 0.01, 0.025, 0.05, 0.1),
 )
 REPTILE = _preset(
     "reptile", "Reptile: move the prior toward each rater's adapted weights (support set only)",
@@ -311,5 +355,5 @@ METASGD = _preset(
     "meta-sgd", "Meta-SGD: MAML with meta-learned per-parameter inner step sizes",
     order="second", inner_optimizer="sgd", inner_lr=0.05, inner_steps=1, query_phase=False, carry_inner_state=False,
     learn_inner_lr=True, support_shots=(10, 50), query_size=50, meta_batch=8, meta_steps=600, outer_optimizer="adam",
-    outer_lr=1e-4, adapt_optimizer="sgd", adapt_lr=0.05, adapt_steps=1,
+    outer_lr=1e-4, adapt_optimizer="sgd", adapt_lr=0.05, adapt_steps=1, adapt_lr_grid=(0.0, 0.025, 0.05, 0.1),
 )
