@@ -66,6 +66,36 @@ class InnerAdam:
 InnerOptimizer = InnerSGD | InnerAdam
 
 
+@torch.no_grad()
+def step_inplace(opt: InnerOptimizer, params: list[torch.Tensor], grads: list[torch.Tensor], state: dict, lrs: list[torch.Tensor] | None = None) -> None:
+    """The same update as `opt.step`, in place with fused foreach kernels: for test-time adaptation,
+    where nothing differentiates through the steps and speed matters (600 adaptations per evaluation)."""
+    if isinstance(opt, InnerSGD):
+        if lrs is None:
+            torch._foreach_add_(params, grads, alpha=-opt.lr)
+        else:
+            torch._foreach_sub_(params, torch._foreach_mul(grads, lrs))
+        state["t"] += 1
+        return
+    if "m_list" not in state:
+        state["m_list"] = [torch.zeros_like(p) for p in params]
+        state["v_list"] = [torch.zeros_like(p) for p in params]
+    state["t"] += 1
+    t, b1, b2 = state["t"], opt.beta1, opt.beta2
+    m, v = state["m_list"], state["v_list"]
+    torch._foreach_mul_(m, b1)
+    torch._foreach_add_(m, grads, alpha=1 - b1)
+    torch._foreach_mul_(v, b2)
+    torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
+    denom = torch._foreach_sqrt(v)
+    torch._foreach_add_(denom, opt.eps)
+    scale = math.sqrt(1 - b2**t) / (1 - b1**t)
+    if lrs is None:
+        torch._foreach_addcdiv_(params, m, denom, value=-opt.lr * scale)
+    else:
+        torch._foreach_sub_(params, torch._foreach_mul(torch._foreach_div(m, denom), [lr * scale for lr in lrs]))
+
+
 def make_inner(name: str, lr: float) -> InnerOptimizer:
     if name == "sgd":
         return InnerSGD(lr)

@@ -19,7 +19,7 @@ from torch.func import functional_call, vmap
 
 from piaa.errors import ConfigError
 from piaa.meta.checkpoint import fingerprint
-from piaa.meta.inner import Params, inner_loop, make_inner, make_loss
+from piaa.meta.inner import Params, inner_loop, make_inner, make_loss, step_inplace
 from piaa.meta.loop import LoopSpec, run_meta_training
 from piaa.meta.model import ScoreHead, denormalise, normalise
 from piaa.meta.outer import LR_PREFIX, ORDERS, MetaGradient, OuterOptimizer, split_meta
@@ -278,16 +278,16 @@ class MetaLearnedHead(Method):
         if lr == 0:
             return AdaptedUserModel(self, params)
         opt = make_inner(cfg.adapt_optimizer, lr)
-        state = opt.init(params)
+        state: dict = {"t": 0}
         loss_fn = make_loss(self.module, self.buffers)
-        lrs = {k: v.detach() * (lr / cfg.adapt_lr) for k, v in lrs.items()} if lrs is not None else None
+        names = list(params)
+        leaves = [params[k].requires_grad_(True) for k in names]
+        lr_list = [lrs[k].detach() * (lr / cfg.adapt_lr) for k in names] if lrs is not None else None
         self.module.train()
         with torch_seeded(seed, "adapt"):
             for _ in range(cfg.adapt_steps):
-                live = {k: v.requires_grad_(True) for k, v in params.items()}
-                grads = torch.autograd.grad(loss_fn(live, x, yt, w), list(live.values()))
-                with torch.no_grad():
-                    params, state = opt.step({k: v.detach() for k, v in live.items()}, dict(zip(live, grads)), state, lrs)
+                grads = torch.autograd.grad(loss_fn(dict(zip(names, leaves)), x, yt, w), leaves)
+                step_inplace(opt, leaves, list(grads), state, lr_list)
         self.module.eval()
         return AdaptedUserModel(self, {k: v.detach() for k, v in params.items()})
 

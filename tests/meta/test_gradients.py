@@ -199,3 +199,21 @@ def test_batchnorm_with_running_statistics_is_refused():
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
     with pytest.raises(ValueError, match="running statistics"):
         MetaGradient(model, InnerSGD(0.1), steps=1)
+
+
+@pytest.mark.parametrize("opt", [InnerSGD(0.1), InnerAdam(0.01)], ids=["sgd", "adam"])
+@pytest.mark.parametrize("learned", [False, True], ids=["scalar-lr", "per-parameter-lr"])
+def test_in_place_adaptation_step_equals_the_functional_step(opt, learned):
+    from piaa.meta.inner import step_inplace
+
+    g = torch.Generator().manual_seed(0)
+    params = {"a": torch.randn(3, 4, generator=g, dtype=DT), "b": torch.randn(4, generator=g, dtype=DT)}
+    lrs = {k: torch.rand(v.shape, generator=g, dtype=DT) * 0.1 for k, v in params.items()} if learned else None
+    functional, state = dict(params), opt.init(params)
+    in_place, state2 = [v.clone() for v in params.values()], {"t": 0}
+    for _ in range(4):
+        grads = {k: torch.randn(v.shape, generator=g, dtype=DT) for k, v in params.items()}
+        functional, state = opt.step(functional, grads, state, lrs)
+        step_inplace(opt, in_place, list(grads.values()), state2, list(lrs.values()) if lrs else None)
+    for k, v in zip(params, in_place):
+        torch.testing.assert_close(v, functional[k], rtol=0, atol=1e-12)

@@ -1,0 +1,132 @@
+"""Meta-training speed: our torch.func optimiser against a plain `higher` loop, vmap against a loop,
+and the wall time of meta-training (and evaluating) blg-piaa on the demo.
+
+    python benchmarks/meta_train.py            # writes its section of docs/benchmarks.md
+    python benchmarks/meta_train.py --quick    # fewer repetitions, no demo run
+
+Throughput is raters per second of meta-gradient computation (inner loop + meta-gradient, no outer
+update) on the same model, the same meta-batches of demo raters, the same inner optimiser and
+steps and the same order. Times are the best of several repetitions (robust to a busy machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import higher
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import write_section  # noqa: E402
+
+from piaa.meta.inner import InnerAdam, InnerSGD, weighted_mse  # noqa: E402
+from piaa.meta.model import ScoreHead  # noqa: E402
+from piaa.meta.outer import MetaGradient  # noqa: E402
+from piaa.meta.tasks import TaskPool  # noqa: E402
+from piaa.runs import resolve_data  # noqa: E402
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def higher_meta_grad(model, torch_opt, batch, steps: int, first_order: bool) -> None:
+    """The straightforward reference: one `higher` inner loop per rater, query loss backpropagated."""
+    model.zero_grad()
+    n = batch["xs"].shape[0]
+    detach = (lambda gs: [g.detach() for g in gs]) if first_order else None
+    for i in range(n):
+        with higher.innerloop_ctx(model, torch_opt, copy_initial_weights=False) as (fmodel, diffopt):
+            for _ in range(steps):
+                diffopt.step(weighted_mse(fmodel(batch["xs"][i]), batch["ys"][i], batch["ws"][i]), grad_callback=detach)
+            (weighted_mse(fmodel(batch["xq"][i]), batch["yq"][i], batch["wq"][i]) / n).backward()
+
+
+def throughput(repeats: int) -> tuple[str, list[dict]]:
+    data, _ = resolve_data(None)
+    pool = TaskPool(data.features, data.without("test").raters("train"), data.score_range)
+    batch = pool.batch(np.arange(8), (80,), 80, np.random.default_rng(0))
+    n = batch["xs"].shape[0]
+    rows = []
+    for opt_name, inner, ref_opt in (("sgd", InnerSGD(0.05), torch.optim.SGD), ("adam", InnerAdam(1e-3), torch.optim.Adam)):
+        for order in ("second", "first"):
+            model = ScoreHead(data.feature_dim, (128, 64), dropout=0.0)
+            model.standardize.fit(np.asarray(data.features[:2000]))
+            model.train()
+            meta = {k: v.detach().clone() for k, v in model.named_parameters()}
+            buffers = {k: v for k, v in model.named_buffers()}
+            t_vmap = best_time(lambda: MetaGradient(model, inner, 5, order=order, batched=True)(meta, buffers, batch), repeats)
+            t_loop = best_time(lambda: MetaGradient(model, inner, 5, order=order, batched=False)(meta, buffers, batch), repeats)
+            torch_opt = ref_opt(model.parameters(), lr=inner.lr)
+            t_higher = best_time(lambda: higher_meta_grad(model, torch_opt, batch, 5, order == "first"), repeats)
+            rows.append({"inner": opt_name, "order": order, "vmap": n / t_vmap, "loop": n / t_loop, "higher": n / t_higher})
+    for order, query_phase in (("reptile", True),):
+        model = ScoreHead(data.feature_dim, (128, 64), dropout=0.0)
+        model.train()
+        meta = {k: v.detach().clone() for k, v in model.named_parameters()}
+        buffers = {k: v for k, v in model.named_buffers()}
+        t_vmap = best_time(lambda: MetaGradient(model, InnerAdam(1e-3), 5, order=order, query_phase=query_phase, batched=True)(meta, buffers, batch), repeats)
+        t_loop = best_time(lambda: MetaGradient(model, InnerAdam(1e-3), 5, order=order, query_phase=query_phase, batched=False)(meta, buffers, batch), repeats)
+        rows.append({"inner": "adam", "order": "reptile (blg-piaa)", "vmap": n / t_vmap, "loop": n / t_loop, "higher": float("nan")})
+    lines = [
+        f"Meta-gradient throughput, raters/second (meta-batch of {n} demo raters, 80 support + 80 query images, "
+        "5 inner steps, head 256→128→64→1; best of "
+        f"{repeats}). `higher` = one `higher.innerloop_ctx` per rater, the straightforward loop.",
+        "",
+        "| inner | order | ours, vmap | ours, per-rater loop | higher loop | vmap / higher | vmap / loop |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = f"{r['vmap'] / r['higher']:.1f}x" if np.isfinite(r["higher"]) else "n/a"
+        higher_cell = f"{r['higher']:.0f}" if np.isfinite(r["higher"]) else "n/a (no outer gradient)"
+        lines.append(f"| {r['inner']} | {r['order']} | {r['vmap']:.0f} | {r['loop']:.0f} | {higher_cell} | {ratio} | {r['vmap'] / r['loop']:.1f}x |")
+    return "\n".join(lines), rows
+
+
+def demo_run() -> str:
+    from piaa.protocol import evaluate
+    from piaa.registry import create_method
+
+    data, _ = resolve_data(None)
+    lines = ["", "Meta-training and evaluating on the demo (seed 0; `piaa evaluate` protocol: 30 test raters × {10, 100} shots × 10 repeats):", "",
+             "| method | meta-train (s) | evaluate (s) | SROCC@10 | SROCC@100 |", "|---|---:|---:|---:|---:|"]
+    for name in ("blg-piaa", "maml"):
+        method = create_method(name)
+        start = time.perf_counter()
+        method.fit(data.without("test"), seed=0)
+        fit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        summary = evaluate(method, data, shots=[10, 100], repeats=10, seed=0).summary.set_index("shots")
+        eval_s = time.perf_counter() - start
+        lines.append(f"| {name} | {fit_s:.0f} | {eval_s:.0f} | {summary.loc[10, 'srocc_mean']:.3f} | {summary.loc[100, 'srocc_mean']:.3f} |")
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and no demo run")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    table, _ = throughput(3 if args.quick else 7)
+    print(table, flush=True)
+    body = table + f"\n\ntorch threads: {torch.get_num_threads()}.\n"
+    if not args.quick:
+        body += demo_run()
+    write_section("meta_train", "Meta-training (blg-piaa and the MAML family)", body)
+
+
+if __name__ == "__main__":
+    main()
