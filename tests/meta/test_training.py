@@ -161,7 +161,7 @@ def test_cli_run_killed_with_sigkill_resumes_to_the_same_weights(small_dir, tmp_
     """A real `piaa meta-train` process is SIGKILLed mid-run; running the command again resumes."""
     piaa = Path(sys.executable).with_name("piaa")
     env = {**os.environ, "PIAA_RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
-    sets = [f"--set={k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in {**QUICK, "meta_steps": 150, "checkpoint_every": 5, "val_every": 50}.items()]
+    sets = [f"--set={k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in {**QUICK, "meta_steps": 300, "checkpoint_every": 5, "val_every": 50}.items()]
     args = [str(piaa), "meta-train", "--method", "blg-piaa", "--data", str(small_dir), "--no-progress", *sets]
     proc = subprocess.Popen(args + ["--out", str(tmp_path / "interrupted")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
@@ -175,7 +175,7 @@ def test_cli_run_killed_with_sigkill_resumes_to_the_same_weights(small_dir, tmp_
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     step = json.loads(index.read_text())["step"]
-    assert 20 <= step < 150 and not (tmp_path / "interrupted").exists()
+    assert 20 <= step < 300 and not (tmp_path / "interrupted").exists()
     subprocess.run(args + ["--out", str(tmp_path / "interrupted")], env=env, check=True, capture_output=True)
     subprocess.run(args + ["--out", str(tmp_path / "whole")], env=env, check=True, capture_output=True)
     a = load_file(str(tmp_path / "interrupted" / "weights.safetensors"))
