@@ -62,6 +62,7 @@ class MetaConfig(MethodConfig):
     # validation on held-out train raters, checkpoints
     val_fraction: float = 0.15
     val_shots: tuple[int, ...] = (10, 100)
+    val_repeats: int = 2  # support draws per validation rater and shot count
     val_every: int = 100
     patience: int = 3
     checkpoint_every: int = 100
@@ -83,7 +84,7 @@ class MetaConfig(MethodConfig):
             (min(self.support_shots, default=0) >= 1, "support_shots must be positive"),
             (self.meta_batch >= 1 and self.meta_steps >= 0 and self.inner_steps >= 1, "meta_batch, inner_steps must be >= 1"),
             (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
-            (self.val_every >= 1 and self.checkpoint_every >= 1, "val_every and checkpoint_every must be >= 1"),
+            (self.val_every >= 1 and self.checkpoint_every >= 1 and self.val_repeats >= 1, "val_every, val_repeats and checkpoint_every must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -149,7 +150,9 @@ class MetaLearnedHead(Method):
         self.module.standardize.fit(np.asarray(data.features[train_images], dtype=np.float32))
         self.fit_log = []
         if cfg.pretrain_epochs > 0:
-            self.fit_log += self._pretrain(data, {r.user for r in train_raters}, seed, progress)
+            # The consensus prior uses every train rater (the validation raters too): it is shared by
+            # all candidates that model selection compares, and meta-updates never see validation raters.
+            self.fit_log += self._pretrain(data, {r.user for r in raters}, seed, progress)
         self.buffers = {k: v.detach().clone() for k, v in self.module.named_buffers()}
         self.module.train()
 
@@ -209,9 +212,9 @@ class MetaLearnedHead(Method):
         for k in self.config.val_shots:
             episodes = []
             for r in raters:
-                if len(r) >= k + 10:
-                    support, query = draw_support(len(r), k, seed=seed, user=r.user, repeat=0)
-                    x = np.asarray(data.features[r.image_index], dtype=np.float32)
+                x = np.asarray(data.features[r.image_index], dtype=np.float32)
+                for repeat in range(self.config.val_repeats if len(r) >= k + 10 else 0):
+                    support, query = draw_support(len(r), k, seed=seed, user=r.user, repeat=repeat)
                     episodes.append((x[support], r.scores[support], x[query], r.scores[query]))
             if episodes:
                 xs = torch.from_numpy(np.stack([e[0] for e in episodes]))
