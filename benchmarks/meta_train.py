@@ -65,8 +65,8 @@ def throughput(repeats: int) -> tuple[str, list[dict]]:
             model.train()
             meta = {k: v.detach().clone() for k, v in model.named_parameters()}
             buffers = {k: v for k, v in model.named_buffers()}
-            t_vmap = best_time(lambda: MetaGradient(model, inner, 5, order=order, batched=True)(meta, buffers, batch), repeats)
-            t_loop = best_time(lambda: MetaGradient(model, inner, 5, order=order, batched=False)(meta, buffers, batch), repeats)
+            t_vmap = best_time(lambda: MetaGradient(model, inner, 5, order=order, engine="batched")(meta, buffers, batch), repeats)
+            t_loop = best_time(lambda: MetaGradient(model, inner, 5, order=order, engine="loop")(meta, buffers, batch), repeats)
             torch_opt = ref_opt(model.parameters(), lr=inner.lr)
             t_higher = best_time(lambda: higher_meta_grad(model, torch_opt, batch, 5, order == "first"), repeats)
             rows.append({"inner": opt_name, "order": order, "vmap": n / t_vmap, "loop": n / t_loop, "higher": n / t_higher})
@@ -75,8 +75,8 @@ def throughput(repeats: int) -> tuple[str, list[dict]]:
         model.train()
         meta = {k: v.detach().clone() for k, v in model.named_parameters()}
         buffers = {k: v for k, v in model.named_buffers()}
-        t_vmap = best_time(lambda: MetaGradient(model, InnerAdam(1e-3), 5, order=order, query_phase=query_phase, batched=True)(meta, buffers, batch), repeats)
-        t_loop = best_time(lambda: MetaGradient(model, InnerAdam(1e-3), 5, order=order, query_phase=query_phase, batched=False)(meta, buffers, batch), repeats)
+        t_vmap = best_time(lambda: MetaGradient(model, InnerAdam(1e-3), 5, order=order, query_phase=query_phase, engine="batched")(meta, buffers, batch), repeats)
+        t_loop = best_time(lambda: MetaGradient(model, InnerAdam(1e-3), 5, order=order, query_phase=query_phase, engine="loop")(meta, buffers, batch), repeats)
         rows.append({"inner": "adam", "order": "reptile (blg-piaa)", "vmap": n / t_vmap, "loop": n / t_loop, "higher": float("nan")})
     lines = [
         f"Meta-gradient throughput, raters/second (meta-batch of {n} demo raters, 80 support + 80 query images, "

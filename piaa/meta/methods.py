@@ -58,7 +58,7 @@ class MetaConfig(MethodConfig):
     meta_steps: int = 600
     outer_optimizer: str = "sgd"  # sgd | adam
     outer_lr: float = 0.25
-    batched: bool = True  # vmap over the raters of a meta-batch
+    engine: str = "batched"  # batched (stacked raters, autograd) | vmap (torch.func per rater, vmapped) | loop
     # validation on held-out train raters, checkpoints
     val_fraction: float = 0.15
     val_shots: tuple[int, ...] = (10, 100)
@@ -80,6 +80,7 @@ class MetaConfig(MethodConfig):
             (self.inner_optimizer in ("sgd", "adam"), "inner_optimizer must be sgd or adam"),
             (self.adapt_optimizer in ("sgd", "adam"), "adapt_optimizer must be sgd or adam"),
             (self.outer_optimizer in ("sgd", "adam"), "outer_optimizer must be sgd or adam"),
+            (self.engine in ("batched", "vmap", "loop"), "engine must be batched, vmap or loop"),
             (not (self.learn_inner_lr and self.order == "reptile"), "learn_inner_lr needs order second or first"),
             (min(self.support_shots, default=0) >= 1, "support_shots must be positive"),
             (self.meta_batch >= 1 and self.meta_steps >= 0 and self.inner_steps >= 1, "meta_batch, inner_steps must be >= 1"),
@@ -157,7 +158,7 @@ class MetaLearnedHead(Method):
         self.module.train()
 
         meta_grad = MetaGradient(self.module, make_inner(cfg.inner_optimizer, cfg.inner_lr), cfg.inner_steps,
-                                 order=cfg.order, query_phase=cfg.query_phase, batched=cfg.batched)
+                                 order=cfg.order, query_phase=cfg.query_phase, engine=cfg.engine)
         outer = OuterOptimizer(cfg.outer_optimizer, cfg.outer_lr)
         spec = LoopSpec(cfg.meta_steps, cfg.meta_batch, tuple(cfg.support_shots), cfg.query_size, cfg.val_every,
                         cfg.patience, cfg.checkpoint_every, carry_inner_state=cfg.carry_inner_state)

@@ -10,7 +10,12 @@ Orders:
 
 A task batch is a dict of stacked tensors ``xs, ys, ws`` (support) and ``xq, yq, wq`` (query) with a
 leading rater axis; rows with weight 0 are padding so raters of different sizes share one shape.
-With ``batched`` the per-rater function is mapped with `torch.func.vmap`, otherwise it runs in a loop.
+Engines (same numbers, different speed):
+- ``batched`` (default): the raters' parameters are stacked along a leading axis, the forward pass is
+  mapped over raters with `vmap`, and gradients come from ordinary autograd (`create_graph` for the
+  second order). One autograd graph for the whole meta-batch, no nested functorch transforms.
+- ``vmap``: the per-rater function (inner loop with `torch.func.grad`) mapped with `vmap`.
+- ``loop``: the same per-rater function called rater by rater.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import torch
-from torch.func import grad_and_value, vmap
+from torch.func import functional_call, grad_and_value, vmap
 
 from piaa.meta.inner import InnerOptimizer, Params, inner_loop, make_loss
 
 ORDERS = ("second", "first", "reptile")
+ENGINES = ("batched", "vmap", "loop")
 LR_PREFIX = "inner_lr."  # meta-parameters holding Meta-SGD's learned per-parameter step sizes
 
 
@@ -43,11 +49,13 @@ class MetaGradient:
     steps: int
     order: str = "second"
     query_phase: bool = False  # reptile only: also take `steps` inner steps on the query set
-    batched: bool = True
+    engine: str = "batched"  # batched | vmap | loop
 
     def __post_init__(self) -> None:
         if self.order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {self.order!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         check_functional(self.module)
 
     # -- per-rater functions (pure) ---------------------------------------------------------------
@@ -78,11 +86,14 @@ class MetaGradient:
         keys = ("xs", "ys", "ws", "xq", "yq", "wq")
         n = batch["xs"].shape[0]
 
+        if self.engine == "batched":
+            return self._batched(meta, buffers, batch, t0, tensors)
+
         if self.order == "reptile":
             def one(meta_, buf_, st_, *data):
                 return self._adapted(meta_, buf_, {"t": t0, **st_}, *data)
 
-            if self.batched:
+            if self.engine == "vmap":
                 adapted, (m, v), qloss = vmap(one, in_dims=(None, None, None) + (0,) * 6, randomness="different")(meta, buffers, tensors, *(batch[k] for k in keys))
             else:
                 outs = [one(meta, buffers, tensors, *(batch[k][i] for k in keys)) for i in range(n)]
@@ -93,15 +104,12 @@ class MetaGradient:
             params, _ = split_meta(meta)
             grads = {k: (params[k] - adapted[k]).mean(0) for k in params}
             grads.update({k: torch.zeros_like(p) for k, p in meta.items() if k not in grads})
-            end_state = {"t": t0 + self.steps * (2 if self.query_phase else 1)}
-            if m:
-                end_state.update(m={k: x.mean(0) for k, x in m.items()}, v={k: x.mean(0) for k, x in v.items()})
-            return grads, {"query_loss": float(qloss.mean()), "state": end_state}
+            return grads, {"query_loss": float(qloss.mean()), "state": self._end_state(t0, m, v)}
 
         def one_loss(meta_, buf_, st_, *data):
             return self._query_loss(meta_, buf_, {"t": t0, **st_}, *data)
 
-        if self.batched:
+        if self.engine == "vmap":
             per = vmap(grad_and_value(one_loss), in_dims=(None, None, None) + (0,) * 6, randomness="different")(meta, buffers, tensors, *(batch[k] for k in keys))
             grads = {k: g.mean(0) for k, g in per[0].items()}
             qloss = per[1]
@@ -116,6 +124,60 @@ class MetaGradient:
             grads = {k: x / n for k, x in acc.items()}
             qloss = torch.stack(losses)
         return grads, {"query_loss": float(qloss.mean()), "state": state0}
+
+
+    def _end_state(self, t0: int, m: Params, v: Params) -> dict:
+        """The inner state carried on (BLG-PIAA): step count and the raters' mean moments."""
+        end_state: dict = {"t": t0 + self.steps * (2 if self.query_phase else 1)}
+        if m:
+            end_state.update(m={k: x.detach().mean(0) for k, x in m.items()}, v={k: x.detach().mean(0) for k, x in v.items()})
+        return end_state
+
+    def _batched(self, meta: Params, buffers: Params, batch: Mapping[str, torch.Tensor], t0: int, tensors: dict) -> tuple[Params, dict]:
+        """All raters at once: stacked per-rater parameters, vmapped forward, plain autograd."""
+        n = batch["xs"].shape[0]
+        reptile = self.order == "reptile"
+        second = self.order == "second"
+        leaves = {k: v.detach().requires_grad_(not reptile) for k, v in meta.items()}
+        params, lrs = split_meta(leaves)
+        module = self.module
+
+        def forward(p: Params, x: torch.Tensor) -> torch.Tensor:
+            return functional_call(module, {**p, **buffers}, (x,))
+
+        mapped = vmap(forward, randomness="different")
+
+        def losses(p: Params, x, y, w) -> torch.Tensor:
+            pred = mapped(p, x)
+            return (w * (pred - y) ** 2).sum(1) / w.sum(1).clamp_min(1e-12)
+
+        stacked = {k: p.unsqueeze(0).expand(n, *p.shape) for k, p in params.items()}
+        if reptile:
+            stacked = {k: v.clone().requires_grad_(True) for k, v in stacked.items()}
+        state: dict = {"t": t0}
+        for part in ("m", "v"):
+            if part in tensors:
+                state[part] = {k: x.unsqueeze(0).expand(n, *x.shape) for k, x in tensors[part].items()}
+        phases = [(batch["xs"], batch["ys"], batch["ws"])]
+        if reptile and self.query_phase:
+            phases.append((batch["xq"], batch["yq"], batch["wq"]))
+        names = list(stacked)
+        for x, y, w in phases:
+            for _ in range(self.steps):
+                g = torch.autograd.grad(losses(stacked, x, y, w).sum(), [stacked[k] for k in names], create_graph=second)
+                stacked, state = self.inner.step(stacked, dict(zip(names, g)), state, lrs)
+                if reptile:
+                    stacked = {k: v.detach().requires_grad_(True) for k, v in stacked.items()}
+                    state = {"t": state["t"], **{p: {k: x.detach() for k, x in state[p].items()} for p in ("m", "v") if p in state}}
+        qloss = losses(stacked, batch["xq"], batch["yq"], batch["wq"])
+        if reptile:
+            grads = {k: (params[k] - stacked[k].detach()).mean(0) for k in params}
+            grads.update({k: torch.zeros_like(p) for k, p in meta.items() if k not in grads})
+            return grads, {"query_loss": float(qloss.detach().mean()), "state": self._end_state(t0, state.get("m", {}), state.get("v", {}))}
+        names = list(leaves)
+        g = torch.autograd.grad(qloss.mean(), [leaves[k] for k in names], allow_unused=True)
+        grads = {k: (gk if gk is not None else torch.zeros_like(leaves[k])) for k, gk in zip(names, g)}
+        return grads, {"query_loss": float(qloss.detach().mean()), "state": {"t": t0, **tensors}}
 
 
 def check_functional(module: torch.nn.Module) -> None:

@@ -77,11 +77,11 @@ CASES = [
 
 @pytest.mark.parametrize("name,inner,reference", CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("order", ["second", "first"])
-@pytest.mark.parametrize("batched", [True, False], ids=["vmap", "loop"])
-def test_meta_gradient_equals_higher(name, inner, reference, order, batched):
+@pytest.mark.parametrize("engine", ["batched", "vmap", "loop"])
+def test_meta_gradient_equals_higher(name, inner, reference, order, engine):
     model = _mlp()
     batch = _batch(3, 12, 9, (6,), seed=1)
-    ours, info = MetaGradient(model, inner(), steps=4, order=order, batched=batched)(_params(model), {}, batch)
+    ours, info = MetaGradient(model, inner(), steps=4, order=order, engine=engine)(_params(model), {}, batch)
     ref = _higher_meta_grad(model, reference(model.parameters()), batch, steps=4, first_order=order == "first")
     for k in ref:
         assert ours[k].shape == ref[k].shape
@@ -91,22 +91,24 @@ def test_meta_gradient_equals_higher(name, inner, reference, order, batched):
 
 
 @pytest.mark.parametrize("name,inner,reference", CASES, ids=[c[0] for c in CASES])
-def test_conv_encoder_second_order_equals_higher(name, inner, reference):
+@pytest.mark.parametrize("engine", ["batched", "vmap"])
+def test_conv_encoder_second_order_equals_higher(name, inner, reference, engine):
     model = _conv()
     batch = _batch(2, 5, 4, (3, 8, 8), seed=2)
-    ours, _ = MetaGradient(model, inner(), steps=2, order="second")(_params(model), {}, batch)
+    ours, _ = MetaGradient(model, inner(), steps=2, order="second", engine=engine)(_params(model), {}, batch)
     ref = _higher_meta_grad(model, reference(model.parameters()), batch, steps=2, first_order=False)
     for k in ref:
         torch.testing.assert_close(ours[k], ref[k], rtol=0, atol=1e-5)
 
 
-def test_first_order_drops_exactly_the_second_order_term():
+@pytest.mark.parametrize("engine", ["batched", "vmap"])
+def test_first_order_drops_exactly_the_second_order_term(engine):
     """One SGD step: second = (I − α H_s(θ)) ∇L_q(θ'), first = ∇L_q(θ'); their gap is −α H_s ∇L_q(θ')."""
     model, alpha = _mlp(3), 0.2
     batch = _batch(1, 10, 7, (6,), seed=4)
     theta = _params(model)
-    second, _ = MetaGradient(model, InnerSGD(alpha), steps=1, order="second")(theta, {}, batch)
-    first, _ = MetaGradient(model, InnerSGD(alpha), steps=1, order="first")(theta, {}, batch)
+    second, _ = MetaGradient(model, InnerSGD(alpha), steps=1, order="second", engine=engine)(theta, {}, batch)
+    first, _ = MetaGradient(model, InnerSGD(alpha), steps=1, order="first", engine=engine)(theta, {}, batch)
 
     def loss(params, x, y):
         return weighted_mse(functional_call(model, params, (x,)), y, torch.ones_like(y))
@@ -122,12 +124,13 @@ def test_first_order_drops_exactly_the_second_order_term():
         assert float(hvp[k].abs().max()) > 1e-4
 
 
-def test_maml_gradient_on_linear_regression_matches_closed_form():
+@pytest.mark.parametrize("engine", ["batched", "vmap", "loop"])
+def test_maml_gradient_on_linear_regression_matches_closed_form(engine):
     """f(x) = x·w, K SGD steps: w_K = A^K w + c with A = I − (2α/n) XsᵀXs, so ∇ = (A^K)ᵀ (2/m) Xqᵀ(Xq w_K − yq)."""
     d, n, m, alpha, steps = 5, 8, 6, 0.05, 3
     model = nn.Sequential(nn.Linear(d, 1, bias=False), nn.Flatten(0)).to(DT)
     batch = _batch(1, n, m, (d,), seed=5)
-    ours, _ = MetaGradient(model, InnerSGD(alpha), steps=steps, order="second")(_params(model), {}, batch)
+    ours, _ = MetaGradient(model, InnerSGD(alpha), steps=steps, order="second", engine=engine)(_params(model), {}, batch)
 
     xs, ys, xq, yq = (batch[k][0] for k in ("xs", "ys", "xq", "yq"))
     w = model[0].weight.detach().reshape(d)
@@ -139,14 +142,15 @@ def test_maml_gradient_on_linear_regression_matches_closed_form():
     torch.testing.assert_close(ours["0.weight"].reshape(d), expected, rtol=0, atol=1e-12)
 
 
-def test_meta_sgd_step_size_gradient_matches_closed_form():
+@pytest.mark.parametrize("engine", ["batched", "vmap"])
+def test_meta_sgd_step_size_gradient_matches_closed_form(engine):
     """One step with learned step sizes α: θ' = θ − α⊙g_s, so ∂L_q/∂α = −g_s ⊙ ∇L_q(θ')."""
     model = _mlp(6)
     batch = _batch(1, 9, 8, (6,), seed=7)
     theta = _params(model)
     lrs = {k: torch.full_like(v, 0.1) for k, v in theta.items()}
     meta = {**theta, **{LR_PREFIX + k: v for k, v in lrs.items()}}
-    ours, _ = MetaGradient(model, InnerSGD(0.1), steps=1, order="second")(meta, {}, batch)
+    ours, _ = MetaGradient(model, InnerSGD(0.1), steps=1, order="second", engine=engine)(meta, {}, batch)
 
     def loss(params, x, y):
         return weighted_mse(functional_call(model, params, (x,)), y, torch.ones_like(y))
@@ -157,11 +161,12 @@ def test_meta_sgd_step_size_gradient_matches_closed_form():
         torch.testing.assert_close(ours[LR_PREFIX + k], -g_s[k] * g_q[k], rtol=0, atol=1e-12)
 
 
-def test_reptile_gradient_is_the_step_toward_the_adapted_weights():
+@pytest.mark.parametrize("engine", ["batched", "vmap", "loop"])
+def test_reptile_gradient_is_the_step_toward_the_adapted_weights(engine):
     model = _mlp(8)
     batch = _batch(2, 10, 10, (6,), seed=9)
     theta = _params(model)
-    g, info = MetaGradient(model, InnerSGD(0.1), steps=3, order="reptile", query_phase=True)(theta, {}, batch)
+    g, info = MetaGradient(model, InnerSGD(0.1), steps=3, order="reptile", query_phase=True, engine=engine)(theta, {}, batch)
     # Reference: plain autograd SGD on support then query, for each rater.
     expected = {k: torch.zeros_like(v) for k, v in theta.items()}
     for i in range(2):
@@ -217,3 +222,17 @@ def test_in_place_adaptation_step_equals_the_functional_step(opt, learned):
         step_inplace(opt, in_place, list(grads.values()), state2, list(lrs.values()) if lrs else None)
     for k, v in zip(params, in_place):
         torch.testing.assert_close(v, functional[k], rtol=0, atol=1e-12)
+
+
+def test_engines_agree_on_reptile_with_carried_adam_state():
+    model = _mlp(12)
+    batch = _batch(3, 10, 10, (6,), seed=13)
+    theta = _params(model)
+    start = InnerAdam(0.01).init(theta)
+    start = {"t": 4, "m": {k: v + 0.01 for k, v in start["m"].items()}, "v": {k: v + 1e-4 for k, v in start["v"].items()}}
+    out = {e: MetaGradient(model, InnerAdam(0.01), steps=2, order="reptile", query_phase=True, engine=e)(theta, {}, batch, start) for e in ("batched", "vmap", "loop")}
+    for e in ("vmap", "loop"):
+        for k in theta:
+            torch.testing.assert_close(out[e][0][k], out["batched"][0][k], rtol=0, atol=1e-12)
+            torch.testing.assert_close(out[e][1]["state"]["m"][k], out["batched"][1]["state"]["m"][k], rtol=0, atol=1e-12)
+    assert out["batched"][1]["state"]["t"] == 8
