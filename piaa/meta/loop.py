@@ -18,7 +18,7 @@ import torch
 from piaa.errors import RunError
 from piaa.meta.checkpoint import load_checkpoint, save_checkpoint
 from piaa.meta.inner import Params
-from piaa.meta.outer import MetaGradient, OuterOptimizer
+from piaa.meta.outer import MetaGradient, OuterOptimizer, split_meta
 from piaa.meta.tasks import TaskPool
 from piaa.progress import progress_bar
 from piaa.seeding import derive_seed, numpy_rng
@@ -55,10 +55,13 @@ def run_meta_training(
     progress: bool = False,
     on_step: Callable[[int], None] | None = None,
 ) -> tuple[Params, list[dict[str, Any]]]:
-    """Meta-train `meta` in place of nothing (returns new dicts): (best meta-parameters, log)."""
+    """Meta-train from `meta`; returns the best meta-parameters (by validation) and the step log.
+
+    With `checkpoint_dir`, an existing checkpoint of the same `fingerprint` is resumed.
+    """
     step, log = 0, []
     best, best_score, since_best, done = _clone(meta), float("-inf"), 0, False
-    inner_state = meta_grad.inner.init(meta_grad_params(meta)) if spec.carry_inner_state else None
+    inner_state = meta_grad.inner.init(split_meta(meta)[0]) if spec.carry_inner_state else None
 
     resumed = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
     if resumed is not None:
@@ -66,6 +69,7 @@ def run_meta_training(
         if info.get("fingerprint") != fingerprint:
             raise RunError(f"{checkpoint_dir} holds a checkpoint of a different configuration, seed or dataset (delete it to start over)")
         step, log, done = int(info["step"]), list(info["log"]), bool(info.get("done", False))
+        log.append({"resumed_at_step": step})
         best_score, since_best = float(info["best_score"]) if info["best_score"] is not None else float("-inf"), int(info["since_best"])
         meta = {k[5:]: v for k, v in tensors.items() if k.startswith("meta.")}
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
@@ -133,8 +137,3 @@ def run_meta_training(
                 on_step(step)
     return best, log
 
-
-def meta_grad_params(meta: Params) -> Params:
-    from piaa.meta.outer import split_meta
-
-    return split_meta(meta)[0]

@@ -190,7 +190,7 @@ class MetaLearnedHead(Method):
         return self.adapt_lrs[nearest]
 
     def _pretrain(self, data: RaterDataset, users: set[str], seed: int, progress: bool) -> list[dict[str, Any]]:
-        """Fit the head to the consensus score of the meta-training raters (the giaa prior)."""
+        """Fit the head to the consensus score of `users` (the giaa recipe): the starting prior."""
         marked = data.users.copy()
         marked.loc[(marked["split"] == "train") & ~marked["user"].isin(users), "split"] = "validation"
         targets = generic_targets(dataclasses.replace(data, users=marked), "train")
