@@ -45,6 +45,8 @@ def meta_train(
     model.fit(dataset.without("test"), seed=seed, progress=progress, checkpoint_dir=checkpoints)
     path = save_run(model, data_ref=ref, seed=seed, out=out)
     shutil.rmtree(checkpoints, ignore_errors=True)
+    if checkpoints.parent.name == ".checkpoints" and checkpoints.parent.is_dir() and not any(checkpoints.parent.iterdir()):
+        checkpoints.parent.rmdir()
     return path
 
 
