@@ -12,6 +12,7 @@ steps and the same order. Times are the best of several repetitions (robust to a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -138,7 +139,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    threads = f"torch threads: {torch.get_num_threads()}."
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    threads = f"torch threads: {torch.get_num_threads()}; 1-minute load average at the start: {load:.1f} (figures from a busy machine are lower bounds)."
     write_section("meta_train", "Meta-training throughput (blg-piaa and the MAML family)", throughput(3 if args.quick else 7) + "\n\n" + threads)
     if not args.quick:
         write_section("meta_train_demo", "Meta-training and evaluating on the demo", demo_run() + "\n\n" + threads)
