@@ -92,12 +92,13 @@ def meta_train(
     seed: int = typer.Option(0, "--seed"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config field: field=value (repeatable)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    resume: bool = typer.Option(True, "--resume/--restart", help="Continue an interrupted run with the same method, config, data and seed (default), or start over."),
 ) -> None:
     """Learn a prior from the training raters and save it as a run."""
     from piaa.runs import load_run
     from piaa.workflows import meta_train as train
 
-    run_path = train(method, data, out=out_dir, seed=seed, overrides=set_, progress=progress and sys.stderr.isatty())
+    run_path = train(method, data, out=out_dir, seed=seed, overrides=set_, progress=progress and sys.stderr.isatty(), resume=resume)
     run = load_run(run_path)
     out.print(f"[bold]{run.info['method']}[/] trained on {run.data_ref} (seed {seed})")
     out.print_json(json.dumps(run.info["config"]))

@@ -12,7 +12,7 @@ from piaa.method import Method
 M = TypeVar("M", bound=type[Method])
 _METHODS: dict[str, type[Method]] = {}
 # Modules that register the built-in methods; imported on first lookup so `import piaa` stays light.
-_BUILTIN_MODULES = ("piaa.baselines", "piaa.personality.method")
+_BUILTIN_MODULES = ("piaa.baselines", "piaa.meta.methods", "piaa.personality.method")
 _loaded = False
 
 

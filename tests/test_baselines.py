@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from piaa.baselines.giaa import shared_priors
-from piaa.benchmark import run_benchmark, torch_threads
+from piaa.benchmark import run_benchmark
+from piaa.threads import limited_threads
 from piaa.registry import create_method, list_methods
 from piaa.runs import load_run, save_run
 from piaa.seeding import numpy_rng
@@ -48,7 +49,7 @@ def linear_taste_dataset(path, seed: int = 0, n_images: int = 1500, dim: int = 1
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    with torch_threads(1):  # per-rater problems are tiny; extra threads only contend
+    with limited_threads(1):  # per-rater problems are tiny; extra threads only contend
         yield
 
 

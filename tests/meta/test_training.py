@@ -1,0 +1,184 @@
+"""Meta-training on a small simulated dataset: determinism, kill-and-resume, presets, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from piaa.protocol import evaluate
+from piaa.registry import create_method, list_methods
+from piaa.meta.checkpoint import INDEX, load_checkpoint
+
+# A few seconds of meta-training on the small dataset.
+QUICK = dict(hidden=(16, 8), pretrain_epochs=3, meta_steps=12, val_every=4, checkpoint_every=4, patience=0,
+             support_shots=(10,), query_size=10, val_shots=(10,), adapt_steps=3)
+
+PRESETS = ["blg-piaa", "maml", "fomaml", "reptile", "meta-sgd"]
+
+
+def _quick(name: str, **more):
+    return create_method(name, **{**QUICK, **more})
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_presets_are_registered():
+    assert set(PRESETS) <= set(list_methods())
+    assert create_method("blg-piaa").config.order == "reptile"
+    assert create_method("maml").config.order == "second"
+    assert create_method("fomaml").config.order == "first"
+    assert create_method("meta-sgd").config.learn_inner_lr is True
+
+
+def test_same_seed_same_weights_other_seed_other_weights(small):
+    train = small.without("test")
+    a = _quick("blg-piaa").fit(train, seed=1).state_dict()
+    b = _quick("blg-piaa").fit(train, seed=1).state_dict()
+    c = _quick("blg-piaa").fit(train, seed=2).state_dict()
+    assert _same(a, b)
+    assert not _same(a, c)
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("name", ["blg-piaa", "maml"])
+def test_killed_and_resumed_run_ends_with_identical_weights(small, tmp_path, name):
+    train = small.without("test")
+    # Validation every 4 steps makes model selection part of what must survive the interruption.
+    whole = _quick(name, patience=0).fit(train, seed=5)
+
+    def kill_at_7(step: int) -> None:
+        if step == 7:
+            raise Killed
+
+    first = _quick(name, patience=0)
+    first._on_step = kill_at_7
+    with pytest.raises(Killed):
+        first.fit(train, seed=5, checkpoint_dir=tmp_path)
+    tensors, info = load_checkpoint(tmp_path)
+    assert info["step"] == 4 and not info["done"]  # the last checkpoint before the kill
+    resumed = _quick(name, patience=0).fit(train, seed=5, checkpoint_dir=tmp_path)
+    assert _same(whole.state_dict(), resumed.state_dict())
+    assert whole.adapt_lrs == resumed.adapt_lrs
+    assert len(list(tmp_path.glob("state-*.safetensors"))) == 1
+
+
+def test_checkpoint_of_another_config_is_not_resumed(small, tmp_path):
+    train = small.without("test")
+    _quick("blg-piaa", meta_steps=4).fit(train, seed=0, checkpoint_dir=tmp_path)
+    with pytest.raises(Exception, match="different configuration"):
+        _quick("blg-piaa", meta_steps=4, inner_lr=0.01).fit(train, seed=0, checkpoint_dir=tmp_path)
+
+
+def test_corrupt_checkpoint_is_reported(small, tmp_path):
+    _quick("blg-piaa", meta_steps=4).fit(small.without("test"), seed=0, checkpoint_dir=tmp_path)
+    state = next(tmp_path.glob("state-*.safetensors"))
+    state.write_bytes(state.read_bytes()[:-3] + b"xyz")
+    with pytest.raises(Exception, match="checksum"):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["blg-piaa", "maml"] + [pytest.param(n, marks=pytest.mark.slow) for n in ("fomaml", "reptile", "meta-sgd")])
+def test_each_preset_meta_trains_and_adapts(small, name):
+    method = _quick(name).fit(small.without("test"), seed=0)
+    result = evaluate(method, small, shots=[10, 100], repeats=2, seed=0)
+    assert result.failures().empty
+    summary = result.summary.set_index("shots")
+    assert summary.loc[10, "n_users"] == 4 and summary.loc[100, "n_users"] == 4
+    # The simulated raters share a generic taste, so a meta-learned prior ranks clearly above chance.
+    assert summary.loc[100, "srocc_mean"] > 0.1
+    assert any("val_srocc" in e for e in method.fit_log)
+
+
+def test_adapt_fits_the_support_set_and_reports_adapted_weights(small):
+    method = _quick("blg-piaa", adapt_lr_grid=(), adapt_lr=0.01, adapt_steps=30).fit(small.without("test"), seed=0)
+    rater = small.rater("42")
+    x = np.asarray(small.features[rater.image_index[:20]])
+    y = rater.scores[:20]
+    prior = method.adapt(x[:0], y[:0])
+    user = method.adapt(x, y, seed=1)
+    err = lambda m: float(np.mean((m.predict(x) - y) ** 2))
+    assert err(user) < err(prior)
+    lo, hi = small.score_range
+    assert ((user.predict(x) >= lo) & (user.predict(x) <= hi)).all()
+    state = user.state_dict()
+    assert set(state) == {k for k in method.meta}
+    assert any(not torch.equal(state[k], method.meta[k]) for k in state)
+    # Same seed → same adapted weights.
+    assert _same(state, method.adapt(x, y, seed=1).state_dict())
+
+
+def test_validation_never_uses_test_raters(small, monkeypatch):
+    seen = []
+    original = type(small).rater
+
+    def spy(self, user):
+        r = original(self, user)
+        seen.append(r.split)
+        return r
+
+    monkeypatch.setattr(type(small), "rater", spy)
+    _quick("blg-piaa", meta_steps=2).fit(small.without("test"), seed=0)
+    assert seen and "test" not in seen
+
+
+def test_cli_meta_train_then_adapt_user_42(small_dir, tmp_path, monkeypatch):
+    from piaa.console.cli import app
+
+    monkeypatch.setenv("PIAA_RUNS", str(tmp_path / "runs"))
+    runner = CliRunner()
+    sets = [f"--set={k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in QUICK.items()]
+    res = runner.invoke(app, ["meta-train", "--method", "blg-piaa", "--data", str(small_dir), "--no-progress", *sets])
+    assert res.exit_code == 0, res.output
+    run_dir = next((tmp_path / "runs").glob("blg-piaa-*"))
+    info = json.loads((run_dir / "config.json").read_text())
+    assert info["method"] == "blg-piaa" and info["config"]["meta_steps"] == 12
+    assert not (tmp_path / "runs" / ".checkpoints").exists() or not any((tmp_path / "runs" / ".checkpoints").iterdir())
+    res = runner.invoke(app, ["adapt", "--user", "42", "--shots", "10", "--repeats", "3", "--json", str(tmp_path / "a.json")])
+    assert res.exit_code == 0, res.output
+    assert "user 42: SROCC" in res.output
+    rows = json.loads((tmp_path / "a.json").read_text())["rows"]
+    assert len(rows) == 3 and all(r["srocc"] is not None for r in rows)
+
+
+@pytest.mark.slow
+def test_cli_run_killed_with_sigkill_resumes_to_the_same_weights(small_dir, tmp_path):
+    """A real `piaa meta-train` process is SIGKILLed mid-run; running the command again resumes."""
+    piaa = Path(sys.executable).with_name("piaa")
+    env = {**os.environ, "PIAA_RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
+    sets = [f"--set={k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in {**QUICK, "meta_steps": 300, "checkpoint_every": 5, "val_every": 50}.items()]
+    args = [str(piaa), "meta-train", "--method", "blg-piaa", "--data", str(small_dir), "--no-progress", *sets]
+    proc = subprocess.Popen(args + ["--out", str(tmp_path / "interrupted")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    index = None
+    while time.time() < deadline and index is None:
+        index = next(tmp_path.glob(".interrupted.checkpoints-*/" + INDEX), None)
+        time.sleep(0.05)
+    assert index is not None, "no checkpoint appeared"
+    while json.loads(index.read_text())["step"] < 20 and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step = json.loads(index.read_text())["step"]
+    assert 20 <= step < 300 and not (tmp_path / "interrupted").exists()
+    subprocess.run(args + ["--out", str(tmp_path / "interrupted")], env=env, check=True, capture_output=True)
+    subprocess.run(args + ["--out", str(tmp_path / "whole")], env=env, check=True, capture_output=True)
+    a = load_file(str(tmp_path / "interrupted" / "weights.safetensors"))
+    b = load_file(str(tmp_path / "whole" / "weights.safetensors"))
+    assert _same(a, b)
+    assert not index.parent.exists()  # checkpoints are removed once the run is saved
