@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test install bench clean install-vision test-vision
+.PHONY: demo test test-core install bench clean install-vision test-vision
 
 # A stamp file marks a completed torch install, so an interrupted setup is redone, not trusted.
 $(VENV)/.torch-installed:
@@ -21,9 +21,11 @@ demo: install
 	$(BIN)/piaa meta-train
 	$(BIN)/piaa adapt --user 42 --shots 10
 
-test: install
-	$(BIN)/pytest
+test: test-core
 	$(MAKE) test-vision
+
+test-core: install
+	$(BIN)/pytest
 
 # The vision extra (torchvision, open_clip) in its own venv: torchvision 0.29.1 only imports beside
 # torch 2.14.1, which differs from the core venv's torch. A stamp file marks a completed torch install.
