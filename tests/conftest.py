@@ -46,6 +46,7 @@ def cli(capsys, monkeypatch, tmp_path):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("PIAA_RUNS", str(tmp_path / "runs"))
 
     def run(*args: str) -> CliResult:
         monkeypatch.setattr(sys, "argv", ["piaa", *map(str, args)])
@@ -69,3 +70,17 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _runs_outside_the_tree(tmp_path_factory):
+    """Runs written without --out (and the LATEST pointer) go to a scratch folder, never ./runs."""
+    import os
+
+    before = os.environ.get("PIAA_RUNS")
+    os.environ["PIAA_RUNS"] = str(tmp_path_factory.mktemp("runs"))
+    yield
+    if before is None:
+        os.environ.pop("PIAA_RUNS", None)
+    else:
+        os.environ["PIAA_RUNS"] = before
