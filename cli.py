@@ -87,7 +87,7 @@ def _report(result, json_file: Optional[Path], csv_file: Optional[Path] = None) 
 @app.command("meta-train")
 def meta_train(
     data: Optional[str] = typer.Option(None, "--data", help="Rater-dataset directory, or 'demo' (default)."),
-    method: str = typer.Option("ridge", "--method", help="Method name (see `piaa methods`)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Method name (see `piaa methods`; default pa-iaa)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<method>-<time>)."),
     seed: int = typer.Option(0, "--seed"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config field: field=value (repeatable)."),
@@ -96,9 +96,9 @@ def meta_train(
 ) -> None:
     """Learn a prior from the training raters and save it as a run."""
     from piaa.runs import load_run
-    from piaa.workflows import meta_train as train
+    from piaa.workflows import DEFAULT_METHOD, meta_train as train
 
-    run_path = train(method, data, out=out_dir, seed=seed, overrides=set_, progress=progress and sys.stderr.isatty(), resume=resume)
+    run_path = train(method or DEFAULT_METHOD, data, out=out_dir, seed=seed, overrides=set_, progress=progress and sys.stderr.isatty(), resume=resume)
     run = load_run(run_path)
     out.print(f"[bold]{run.info['method']}[/] trained on {run.data_ref} (seed {seed})")
     out.print_json(json.dumps(run.info["config"]))

@@ -39,14 +39,15 @@ def plot_srocc_vs_shots(result: "BenchmarkResult", path: str | Path) -> None:
     shots = list(result.meta["shots"])
     pos = np.arange(len(shots))  # equally spaced: 0, 10 and 100 shots read as settings, not a scale
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    cmap = plt.get_cmap("tab10")
     methods = [m for m in result.methods if m not in result.fit_failures]
+    # tab10 while it suffices; past ten methods, tab20 so that no two lines share a colour
+    cmap = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
     offsets = np.linspace(-0.12, 0.12, len(methods)) if len(methods) > 1 else [0.0]
     for i, method in enumerate(methods):
         rows = s[s["method"] == method].set_index("shots").reindex(shots)
         mean = rows["srocc_mean"].to_numpy(dtype=float)
         sem = rows["srocc_std"].to_numpy(dtype=float) / np.sqrt(np.maximum(rows["n_users"].to_numpy(dtype=float), 1))
-        ax.errorbar(pos + offsets[i], mean, yerr=sem, marker=MARKERS[i % len(MARKERS)], color=cmap(i % 10), capsize=3,
+        ax.errorbar(pos + offsets[i], mean, yerr=sem, marker=MARKERS[i % len(MARKERS)], color=cmap(i % cmap.N), capsize=3,
                     linewidth=1.6, markersize=6, label=method)
     ax.set_xticks(pos, [f"{k}" for k in shots])
     ax.set_xlabel("rated images of the rater (shots)")

@@ -59,7 +59,7 @@ def test_train_adapt_evaluate_on_any_directory(cli, tiny_dir, tmp_path):
 
 
 def test_same_seed_byte_identical_json(cli, tiny_dir, tmp_path):
-    assert cli("meta-train", "--data", tiny_dir, "--out", tmp_path / "run", *_set(*FAST)).code == 0
+    assert cli("meta-train", "--data", tiny_dir, "--method", "ridge", "--out", tmp_path / "run", *_set(*FAST)).code == 0
     for name in ("a", "b"):
         r = cli("evaluate", "--run", tmp_path / "run", "--repeats", "3", "--seed", "11", "--json", tmp_path / f"{name}.json")
         assert r.code == 0, r.err
@@ -80,7 +80,7 @@ def test_user_errors_are_one_line_exit_2(cli, args, expected):
 
 
 def test_adapt_unknown_user_and_too_many_shots(cli, tiny_dir, tmp_path):
-    assert cli("meta-train", "--data", tiny_dir, "--out", tmp_path / "run", *_set(*FAST)).code == 0
+    assert cli("meta-train", "--data", tiny_dir, "--method", "ridge", "--out", tmp_path / "run", *_set(*FAST)).code == 0
     r = cli("adapt", "--user", "nobody", "--shots", "10")
     assert r.code == 2 and "unknown user 'nobody'" in r.err
     from piaa.tasks.format import read_dataset
