@@ -15,18 +15,28 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.clip(a @ b / np.sqrt((a @ a) * (b @ b)), -1.0, 1.0))
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n with ties sharing their average rank (scipy's `rankdata(method="average")`)."""
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    ends = np.r_[starts[1:], len(values)]
+    mean_rank = (starts + ends + 1) / 2.0  # average of 1-based positions start+1 .. end
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return ranks
+
+
 def srocc(pred, true) -> float:
     """Spearman rank correlation (ties get average ranks); NaN when either side is constant.
 
-    Pearson correlation of scipy's average ranks: the same number as `scipy.stats.spearmanr`
-    without its per-call overhead, which dominated the protocol's run time.
+    Pearson correlation of average ranks: the same number as `scipy.stats.spearmanr` (tested)
+    without its per-call overhead, which dominated the protocol's run time, or its import time.
     """
-    from scipy.stats import rankdata  # imported on first use: scipy.stats is slow to import
-
     pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
     if not _defined(pred, true):
         return float("nan")
-    return _pearson(rankdata(pred), rankdata(true))
+    return _pearson(average_ranks(pred), average_ranks(true))
 
 
 def plcc(pred, true) -> float:

@@ -11,8 +11,14 @@ from piaa.method import Method
 
 M = TypeVar("M", bound=type[Method])
 _METHODS: dict[str, type[Method]] = {}
-# Modules that register the built-in methods; imported on first lookup so `import piaa` stays light.
-_BUILTIN_MODULES = ("piaa.baselines", "piaa.meta.methods", "piaa.personality.method")
+# Where each built-in method is registered. A lookup imports only its method's module, so loading a
+# run (`piaa adapt`) does not pay for every method's dependencies; listing imports them all.
+_BUILTIN_METHODS = {
+    **dict.fromkeys(("giaa", "ridge", "finetune", "pam", "knn", "user-mean"), "piaa.baselines"),
+    **dict.fromkeys(("blg-piaa", "maml", "fomaml", "reptile", "meta-sgd"), "piaa.meta.methods"),
+    "pa-iaa": "piaa.personality.method",
+}
+_BUILTIN_MODULES = tuple(dict.fromkeys(_BUILTIN_METHODS.values()))
 _loaded = False
 
 
@@ -39,7 +45,10 @@ def _load_builtins() -> None:
 
 
 def method_class(name: str) -> type[Method]:
-    _load_builtins()
+    if name not in _METHODS and name in _BUILTIN_METHODS:
+        importlib.import_module(_BUILTIN_METHODS[name])
+    if name not in _METHODS:
+        _load_builtins()
     try:
         return _METHODS[name]
     except KeyError:

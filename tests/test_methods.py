@@ -139,3 +139,12 @@ def test_on_the_demo_ridge_personalises(demo_dir):
     s = evaluate(ridge, data, shots=[0, 10, 100], repeats=3, seed=0).summary.set_index("shots")["srocc_mean"]
     assert s[100] > s[10] + 0.05
     assert s[100] > s[0] + 0.05  # 0 shots is the generic prior
+
+
+def test_every_builtin_method_is_found_by_its_own_module():
+    from piaa.registry import _BUILTIN_METHODS
+
+    shipped = {name for name, cls in list_methods().items() if cls.__module__.startswith("piaa.")}
+    assert set(_BUILTIN_METHODS) == shipped  # tests may register methods of their own
+    for name, module in _BUILTIN_METHODS.items():
+        assert method_class(name).__module__.startswith(module)

@@ -37,3 +37,16 @@ def test_emd_properties():
     assert emd(p, shifted, r=1)[0] == pytest.approx(w / 5)
     # counts are normalised
     assert emd(p * 7, shifted * 3)[0] == pytest.approx(emd(p, shifted)[0])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_average_ranks_match_scipy_with_ties(seed):
+    from scipy.stats import rankdata
+
+    from piaa.metrics import average_ranks
+
+    values = np.random.default_rng(seed).integers(1, 6, size=40).astype(float)
+    np.testing.assert_array_equal(average_ranks(values), rankdata(values))
+    noisy = values + np.random.default_rng(seed + 10).normal(size=40)
+    np.testing.assert_array_equal(average_ranks(noisy), rankdata(noisy))
+    assert srocc(noisy, values) == pytest.approx(spearmanr(noisy, values).statistic, abs=1e-12)

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
 from scipy.special import expit
 
 from piaa.seeding import numpy_rng
@@ -76,6 +75,8 @@ def fit_taste_link(
         return loss, np.concatenate([r.sum(axis=1), [float(r.sum(axis=0) @ gz)], grad_m.ravel()])
 
     start = np.concatenate([np.log(rate / (1 - rate)), [0.0], np.zeros(25)])
+    from scipy.optimize import minimize  # imported when fitting: slow to import, not needed to score
+
     result = minimize(loss_and_grad, start, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
     _, a, m = unpack(result.x)
     coef = max(a, 1e-6) / g_std  # per score point; liking must rise with the generic score

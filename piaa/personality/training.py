@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from scipy.stats import pearsonr
 
+from piaa.metrics import plcc
 from piaa.nn import as_tensor
 from piaa.personality.model import PersonalityAssistedNet, predict_heads
 from piaa.progress import progress_bar
@@ -148,7 +148,7 @@ def personality_quality(net: PersonalityAssistedNet, x: np.ndarray, big_five: np
     for k, trait in enumerate(TRAITS):
         r = float("nan")
         if len(x) >= 3 and np.ptp(p[:, k]) > 0 and np.ptp(big_five[:, k]) > 0:
-            r = float(pearsonr(p[:, k], big_five[:, k]).statistic)
+            r = plcc(p[:, k], big_five[:, k])
         out["traits"][trait] = {"pearson_r": r, "mae": float(np.mean(np.abs(p[:, k] - big_five[:, k]))) if len(x) else float("nan")}
     rs = [v["pearson_r"] for v in out["traits"].values()]
     out["mean_pearson_r"] = float(np.nanmean(rs)) if np.isfinite(rs).any() else float("nan")
