@@ -24,5 +24,15 @@ class ConfigError(PiaaError, ValueError):
     """A bad method name, configuration field or value."""
 
 
+def unknown_name(kind: str, name: str, known) -> ConfigError:
+    """The error for a name missing from a registry, with the closest known name as a hint."""
+    import difflib
+
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown {kind} {name!r}{hint} (known: {', '.join(known)})")
+
+
 class RunError(PiaaError):
     """A run directory that is missing, incomplete or from an incompatible version."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from typing import Callable, TypeVar
 
-from piaa.errors import ConfigError
+from piaa.errors import ConfigError, unknown_name
 from piaa.method import Method
 
 M = TypeVar("M", bound=type[Method])
@@ -52,9 +51,7 @@ def method_class(name: str) -> type[Method]:
     try:
         return _METHODS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(_METHODS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown method {name!r}{hint} (known: {', '.join(sorted(_METHODS))})") from None
+        raise unknown_name("method", name, _METHODS) from None
 
 
 def list_methods() -> dict[str, type[Method]]:

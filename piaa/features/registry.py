@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from piaa.errors import ConfigError
+from piaa.errors import ConfigError, unknown_name
 
 # Modules that register the built-in backbones; imported on first lookup (they import torch lazily).
 _BUILTIN_MODULES = ("piaa.features.handcrafted", "piaa.features.torchvision_backbones", "piaa.features.clip")
@@ -79,9 +78,7 @@ def backbone_spec(name: str) -> BackboneSpec:
     try:
         return _BACKBONES[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(_BACKBONES), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown backbone {name!r}{hint} (known: {', '.join(sorted(_BACKBONES))})") from None
+        raise unknown_name("backbone", name, _BACKBONES) from None
 
 
 def list_backbones() -> dict[str, BackboneSpec]:
