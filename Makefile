@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test test-core install bench clean install-vision test-vision
+.PHONY: demo test test-core install bench clean install-vision test-vision check-install
 
 # A stamp file marks a completed torch install, so an interrupted setup is redone, not trusted.
 $(VENV)/.torch-installed:
@@ -14,8 +14,9 @@ $(VENV)/.torch-installed:
 	$(BIN)/pip install --quiet $(TORCH)
 	touch $@
 
+# A plain editable install, as users do; versions as CI tested them (.ci/constraints.txt).
 install: $(VENV)/.torch-installed
-	$(BIN)/pip install --quiet -e '.[test]' --config-settings editable_mode=strict
+	$(BIN)/pip install --quiet -c .ci/constraints.txt -e '.[test]'
 
 demo: install
 	$(BIN)/piaa meta-train
@@ -40,10 +41,15 @@ $(VISION_VENV)/.torch-installed:
 	touch $@
 
 install-vision: $(VISION_VENV)/.torch-installed
-	$(VBIN)/pip install --quiet -e '.[test,vision]' --config-settings editable_mode=strict
+	$(VBIN)/pip install --quiet -c .ci/constraints.txt -e '.[test,vision]'
 
 test-vision: install-vision
 	$(VBIN)/pytest -m vision
+
+# Fresh virtual environments installed the way users install (plain `pip install -e .` and
+# `pip install .`), then the console script and a usage error; see .ci/check-install.
+check-install:
+	bash .ci/check-install
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -563,7 +563,7 @@ def main() -> None:
     from piaa.errors import PiaaError
 
     try:
-        app(standalone_mode=False)
+        app(standalone_mode=False, prog_name="piaa")
     except (PiaaError, UsageFailure, FileExistsError) as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -577,9 +577,24 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(1)
-    except __import__("click").ClickException as exc:
-        exc.show()
-        sys.exit(2)
+    except _click_errors() as exc:
+        # usage errors (unknown command or option, bad value, missing argument): one line, exit 2
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "piaa"
+        err.print(f"error: {message} (see `{command} --help`)", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(getattr(exc, "exit_code", 2) or 2)
+
+
+def _click_errors() -> tuple[type[BaseException], ...]:
+    """The usage-error classes of whichever click typer runs on: its own (typer >= 0.26 vendors one)
+    or the separate click package (older typer). Both are caught, so neither install shows a traceback."""
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(__import__(module, fromlist=["ClickException"]).ClickException)
+        except ImportError:
+            continue
+    return tuple(found)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,13 @@ The public surface, imported on first use so that `import piaa` stays fast:
 
 __version__ = "0.1.0"
 
+from pathlib import Path as _Path
+
+from piaa import _source_tree
+
+_source_tree.install(_Path(__file__).resolve().parent)
+del _Path
+
 _EXPORTS = {
     "load": "piaa.personalize",
     "Personalizer": "piaa.personalize",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -11,6 +12,10 @@ import pytest
 
 from piaa.tasks.simulate import write_demo
 from tests_helpers import TINY
+
+# Subprocesses (`python -m piaa.console.cli ...`) import the checkout under test, like this session.
+_ROOT = Path(__file__).resolve().parent.parent
+os.environ["PYTHONPATH"] = os.pathsep.join([str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 @pytest.fixture(scope="session")
