@@ -207,6 +207,7 @@ def demo_run() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and no demo run")
+    parser.add_argument("--no-demo", action="store_true", help="skip meta-training and evaluating on the demo")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
@@ -222,7 +223,7 @@ def main() -> None:
         return
     write_section("meta_train_sinusoid", "Meta-gradient engine vs a hand-written bmm MAML (sinusoid shapes)", sinusoid + "\n\n" + threads)
     write_section("meta_train", "Meta-training throughput (blg-piaa and the MAML family)", demo + "\n\n" + threads)
-    if not args.quick:
+    if not args.no_demo:
         write_section("meta_train_demo", "Meta-training and evaluating on the demo", demo_run() + "\n\n" + threads)
 
 
