@@ -1,11 +1,16 @@
-"""Meta-training speed: the meta-gradient engine against a plain `higher` loop, and the wall time of meta-training (and evaluating) blg-piaa on the demo.
+"""Meta-training speed: the meta-gradient engine against a lean hand-written batched (bmm) MAML on
+the sinusoid shapes of Finn et al. (2017) and against a plain `higher` loop on the demo shapes, with
+achieved GFLOP/s beside the machine's measured matmul peak. (What the presets reach on the demo:
+benchmarks/meta_presets.py.)
 
-    python benchmarks/meta_train.py            # writes its section of docs/benchmarks.md
-    python benchmarks/meta_train.py --quick    # fewer repetitions, no demo run
+    python benchmarks/meta_train.py --threads 1   # writes its sections of docs/benchmarks.md
+    python benchmarks/meta_train.py --quick       # fewer repetitions, print only
 
-Throughput is raters per second of meta-gradient computation (inner loop + meta-gradient, no outer
-update) on the same model, the same meta-batches of demo raters, the same inner optimiser and
-steps and the same order. Times are the best of several repetitions (robust to a busy machine).
+Throughput is tasks per second of meta-gradient computation (inner loop + meta-gradient, no outer
+update) on the same model, batch, inner optimiser, steps and order. Competing implementations are
+timed interleaved (A, B, A, B, ...) and each keeps its best time, so a busy machine slows both alike
+and the ratio is measured in one run. FLOPs are counted by `torch.utils.flop_counter` (matrix
+products of forward, backward and double backward) on one call.
 """
 
 from __future__ import annotations
@@ -154,7 +159,7 @@ def throughput(repeats: int, peak: float) -> str:
     lines = [
         f"Meta-gradient throughput, raters/second (meta-batch of {n} demo raters, 80 support + 80 query images, "
         f"5 inner steps, head 256→128→64→1, float32; best of {repeats}). `engine` = piaa.meta's batched "
-        "functional core (stacked per-rater parameters, vmapped forward, autograd); `higher` = one "
+        "functional core (stacked per-rater parameters, batched matrix products, autograd); `higher` = one "
         "`higher.innerloop_ctx` per rater, the straightforward loop.",
         "",
         "| inner | order | engine (raters/s) | higher (raters/s) | engine / higher | engine GFLOP/s |",
@@ -184,30 +189,9 @@ def throughput(repeats: int, peak: float) -> str:
     return "\n".join(lines)
 
 
-def demo_run() -> str:
-    from piaa.protocol import evaluate
-    from piaa.registry import create_method
-
-    data, _ = resolve_data(None)
-    lines = ["", "Meta-training and evaluating on the demo (seed 0; `piaa evaluate` protocol: 30 test raters × {10, 100} shots × 10 repeats):", "",
-             "| method | meta-train (s) | evaluate (s) | SROCC@10 | SROCC@100 |", "|---|---:|---:|---:|---:|"]
-    for name in ("blg-piaa", "maml", "anil"):
-        method = create_method(name)
-        start = time.perf_counter()
-        method.fit(data.without("test"), seed=0)
-        fit_s = time.perf_counter() - start
-        start = time.perf_counter()
-        summary = evaluate(method, data, shots=[10, 100], repeats=10, seed=0).summary.set_index("shots")
-        eval_s = time.perf_counter() - start
-        lines.append(f"| {name} | {fit_s:.0f} | {eval_s:.0f} | {summary.loc[10, 'srocc_mean']:.3f} | {summary.loc[100, 'srocc_mean']:.3f} |")
-        print(lines[-1], flush=True)
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions and no demo run")
-    parser.add_argument("--no-demo", action="store_true", help="skip meta-training and evaluating on the demo")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, print only")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
@@ -223,8 +207,6 @@ def main() -> None:
         return
     write_section("meta_train_sinusoid", "Meta-gradient engine vs a hand-written bmm MAML (sinusoid shapes)", sinusoid + "\n\n" + threads)
     write_section("meta_train", "Meta-training throughput (blg-piaa and the MAML family)", demo + "\n\n" + threads)
-    if not args.no_demo:
-        write_section("meta_train_demo", "Meta-training and evaluating on the demo", demo_run() + "\n\n" + threads)
 
 
 if __name__ == "__main__":
