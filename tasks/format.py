@@ -7,7 +7,10 @@ users.csv      user,split[,openness,conscientiousness,extraversion,agreeableness
 images.csv     image                       (row i names row i of features.npy)
 features.npy   float32 or float16 [n_images, dim], opened with mmap
 likes.csv      user,image                  (optional: images liked by "personality" users)
+attributes.csv user,image,<name>...        (optional: per-rating attribute scores, extra targets)
 ```
+users.csv may carry further columns (rater attributes such as age, gender, education); they are
+kept as text for methods that use them.
 
 Reading validates everything and reports the first problem as a `DataError` naming file, line and
 field. Line numbers are 1-based with the header on line 1, as an editor shows them.
@@ -31,6 +34,9 @@ from piaa.errors import DataError
 BIG_FIVE = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
 SPLITS = ("train", "test", "personality")
 FORMAT_VERSION = 1
+# Rater attributes importers write under these names (any other extra users.csv column is kept too).
+RATER_ATTRIBUTES = ("age", "gender", "education", "art_experience", "photography_experience", "nationality", "colorblind")
+ATTRIBUTES = "attributes.csv"
 
 
 @dataclass(frozen=True)
@@ -60,11 +66,35 @@ class RaterDataset:
     likes: pd.DataFrame | None = None  # user, image (+ image_index)
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    attributes: pd.DataFrame | None = None  # user, image, image_index, one float column per attribute
 
     # -- views ---------------------------------------------------------------------------------
     @property
     def feature_dim(self) -> int:
         return int(self.features.shape[1])
+
+    @property
+    def rater_attribute_names(self) -> list[str]:
+        """Extra users.csv columns (age, gender, ...), kept as text; empty cells mean unknown."""
+        return [c for c in self.users.columns if c not in ("user", "split", *BIG_FIVE)]
+
+    @property
+    def attribute_names(self) -> list[str]:
+        """Extra per-rating targets from attributes.csv (e.g. PARA's quality, composition, ...)."""
+        if self.attributes is None:
+            return []
+        return [c for c in self.attributes.columns if c not in ("user", "image", "image_index")]
+
+    def image_attributes(self, split: str | None = "train") -> pd.DataFrame:
+        """Per-image means of each attribute over the given split's raters (all raters when None),
+        indexed by row of `features`: the image-level extra targets a multi-task head trains on."""
+        names = self.attribute_names
+        if not names:
+            return pd.DataFrame(columns=names)
+        frame = self.attributes
+        if split is not None:
+            frame = frame[frame["user"].isin(set(self.users_in(split)))]
+        return frame.groupby("image_index")[names].mean()
 
     def users_in(self, split: str) -> list[str]:
         return self.users.loc[self.users["split"] == split, "user"].tolist()
@@ -109,6 +139,17 @@ class RaterDataset:
             likes=likes,
             meta=dict(self.meta),
             path=self.path,
+            attributes=None if self.attributes is None else self.attributes[self.attributes["user"].isin(set(keep_users["user"]))].reset_index(drop=True),
+        )
+
+    def with_splits(self, splits: Mapping[str, str]) -> "RaterDataset":
+        """The same data with some raters' split replaced (user -> split), e.g. one cross-validation fold."""
+        users = self.users.copy()
+        new = users["user"].map(dict(splits))
+        users["split"] = new.fillna(users["split"])
+        return RaterDataset(
+            name=self.name, score_range=self.score_range, ratings=self.ratings, users=users, images=self.images,
+            features=self.features, likes=self.likes, meta=dict(self.meta), path=self.path, attributes=self.attributes,
         )
 
     def image_positions(self, images: Iterable[str], *, source: str = "input") -> np.ndarray:
@@ -218,8 +259,14 @@ def read_dataset(path: str | Path) -> RaterDataset:
             raise DataError("likes.csv", f"image {likes['image'].iloc[bad]!r} is not in images.csv", line=bad + 2, field="image")
         likes["image_index"] = li.to_numpy(dtype=np.int64)
 
+    attributes = None
+    if (root / ATTRIBUTES).exists():
+        attributes = _read_attributes(root / ATTRIBUTES, known_users, position, ratings)
+
     splits = set(users["split"])
-    for needed in ("train", "test"):
+    # An evaluation-only dataset (e.g. REAL-CUR: a few raters' own albums) has test raters only.
+    needed_splits = ("test",) if meta.get("evaluation_only") else ("train", "test")
+    for needed in needed_splits:
         if needed not in splits:
             raise DataError("users.csv", f"no {needed} raters (expected at least one user with split '{needed}')", field="split")
     return RaterDataset(
@@ -232,7 +279,35 @@ def read_dataset(path: str | Path) -> RaterDataset:
         likes=likes,
         meta=meta,
         path=root.resolve(),
+        attributes=attributes,
     )
+
+
+def _read_attributes(path: Path, known_users: set[str], position: pd.Series, ratings: pd.DataFrame) -> pd.DataFrame:
+    """attributes.csv: user,image and numeric attribute columns (empty = unknown), each row a rating."""
+    df = _read_csv(path, ["user", "image"])
+    names = [c for c in df.columns if c not in ("user", "image")]
+    if not names:
+        raise DataError(path.name, "has no attribute columns after user,image", line=1)
+    out = pd.DataFrame({"user": df["user"].str.strip(), "image": df["image"].str.strip()})
+    bad = _first_bad(~out["user"].isin(known_users).to_numpy())
+    if bad is not None:
+        raise DataError(path.name, f"user {out['user'].iloc[bad]!r} is not listed in users.csv", line=bad + 2, field="user")
+    index = out["image"].map(position)
+    bad = _first_bad(index.isna().to_numpy())
+    if bad is not None:
+        raise DataError(path.name, f"image {out['image'].iloc[bad]!r} is not in images.csv", line=bad + 2, field="image")
+    out["image_index"] = index.to_numpy(dtype=np.int64)
+    dup = _first_bad(out.duplicated(["user", "image"]).to_numpy())
+    if dup is not None:
+        raise DataError(path.name, f"attributes of image {out['image'].iloc[dup]!r} by user {out['user'].iloc[dup]!r} are given twice", line=dup + 2, field="image")
+    rated = pd.MultiIndex.from_frame(ratings[["user", "image"]])
+    bad = _first_bad(~pd.MultiIndex.from_frame(out[["user", "image"]]).isin(rated))
+    if bad is not None:
+        raise DataError(path.name, f"user {out['user'].iloc[bad]!r} has attributes for image {out['image'].iloc[bad]!r} but no rating of it in ratings.csv", line=bad + 2)
+    for col in names:
+        out[col] = _numeric(df, col, path.name, "a number or an empty cell").astype(np.float32)
+    return out
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
@@ -308,6 +383,11 @@ def _read_users(path: Path) -> pd.DataFrame:
     partial = _first_bad((known.any(axis=1) & ~known.all(axis=1)).to_numpy())
     if partial is not None:
         raise DataError(path.name, "a rater has some Big-Five values but not all five (give all five or leave all empty)", line=partial + 2)
+    for col in users.columns:
+        if col not in out.columns:  # optional rater attributes (age, gender, ...), kept as text
+            if not col or col.startswith("Unnamed:"):
+                raise DataError(path.name, "has a column without a name (every extra column needs a header)", line=1)
+            out[col] = users[col].str.strip()
     return out.reset_index(drop=True)
 
 
@@ -324,11 +404,15 @@ def write_dataset(
     likes: pd.DataFrame | None = None,
     meta: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    attributes: pd.DataFrame | None = None,
+    extra_files: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a dataset directory atomically (staged, then renamed) and validate it by reading it back.
 
     `ratings` needs columns user, image, score; `users` needs user, split and optionally the five
-    Big-Five columns. Returns the final path.
+    Big-Five columns, then any rater-attribute columns (written as text). `attributes` (user, image
+    and numeric columns) becomes attributes.csv; `extra_files` maps a file name to text written
+    beside the dataset (e.g. the derived split as a publishable list). Returns the final path.
     """
     final = Path(path)
     features = np.asarray(features)
@@ -343,6 +427,7 @@ def write_dataset(
         out_users = users.copy()
         out_users["user"] = out_users["user"].astype(str)
         cols = ["user", "split"] + [c for c in BIG_FIVE if c in out_users.columns]
+        cols += [c for c in out_users.columns if c not in cols]
         out_users[cols].to_csv(tmp / "users.csv", index=False, float_format="%.6g")
         out_ratings = ratings[["user", "image", "score"]].copy()
         out_ratings["user"] = out_ratings["user"].astype(str)
@@ -351,5 +436,13 @@ def write_dataset(
             out_likes = likes[["user", "image"]].copy()
             out_likes["user"] = out_likes["user"].astype(str)
             out_likes.to_csv(tmp / "likes.csv", index=False)
+        if attributes is not None:
+            out_attr = attributes.drop(columns=[c for c in ("image_index",) if c in attributes.columns]).copy()
+            out_attr["user"] = out_attr["user"].astype(str)
+            out_attr.to_csv(tmp / ATTRIBUTES, index=False, float_format="%.6g")
+        for name, text in (extra_files or {}).items():
+            if Path(name).name != name or name in ("dataset.json", "ratings.csv", "users.csv", "images.csv", "features.npy", "likes.csv", ATTRIBUTES):
+                raise ValueError(f"extra file name {name!r} must be a plain file name that is not part of the format")
+            (tmp / name).write_text(text, encoding="utf-8")
         read_dataset(tmp)  # never publish a dataset we could not read back
     return final

@@ -33,6 +33,8 @@ class ParsedDataset:
     meta: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the user must know (derived split, dropped rows)
     image_match: str = "name"  # how images are found in a feature store: "name" or "stem"
+    attributes: pd.DataFrame | None = None  # user, image + numeric per-rating attribute scores (PARA)
+    evaluation_only: bool = False  # test raters only (REAL-CUR): no train raters required
 
     def image_names(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -53,6 +55,15 @@ class ParsedDataset:
             rows.append(("likes", f"{len(self.likes):,}"))
         if self.distributions is not None:
             rows.append(("score distributions", f"{len(self.distributions):,}"))
+        if self.attributes is not None:
+            names = [c for c in self.attributes.columns if c not in ("user", "image")]
+            rows.append(("attributes", f"{len(names)} per rating: {', '.join(names)}"))
+        extra = [c for c in self.users.columns if c not in ("user", "split", *BIG_FIVE)]
+        if extra:
+            rows.append(("rater attributes", ", ".join(extra)))
+        known = self.users[[c for c in BIG_FIVE if c in self.users.columns]].notna().all(axis=1) if all(c in self.users.columns for c in BIG_FIVE) else None
+        if known is not None:
+            rows.append(("Big-Five known", f"{int(known.sum())} of {len(self.users)} raters"))
         return rows
 
 
@@ -189,6 +200,126 @@ def derive_test_split(counts: pd.Series, *, n_test: int, min_ratings: int, max_r
     return pd.DataFrame({"user": users, "split": ["test" if u in test else "train" for u in users]}), rule
 
 
+SPLIT_FILE = "test_raters.csv"
+
+
+def split_file_text(users: pd.DataFrame) -> str:
+    """The test raters as a list `--test-workers` reads back (header ID, one id per line): a derived
+    split written beside the dataset so that it can be published and reused."""
+    ids = sorted(users.loc[users["split"] == "test", "user"].astype(str))
+    return "ID\n" + "".join(f"{u}\n" for u in ids)
+
+
+def sniff_delimiter(path: Path, candidates: str = ",;\t|") -> str:
+    """The delimiter of a CSV-like file, from its header line: the candidate that splits it most."""
+    header = next((l for l in read_text_lines(path)[:5] if l.strip()), "")
+    counts = {c: header.count(c) for c in candidates}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def column_key(name: str) -> str:
+    """A header name reduced to lower-case letters and digits, so that `personality-E`,
+    `personality_E` and `Personality E` (or `userId` and `user_id`) are the same column."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def find_columns(path: Path, columns: list[str], wanted: dict[str, tuple[str, ...]], *, required: tuple[str, ...]) -> dict[str, str]:
+    """Map each wanted field to the file's own column name via its accepted spellings (compared by
+    column_key). Missing required fields are one error naming the header; optional ones are omitted."""
+    by_key: dict[str, str] = {}
+    for col in columns:
+        by_key.setdefault(column_key(col), col)
+    found = {}
+    for field_name, spellings in wanted.items():
+        col = next((by_key[column_key(s)] for s in spellings if column_key(s) in by_key), None)
+        if col is not None:
+            found[field_name] = col
+        elif field_name in required:
+            raise DataError(str(path), f"missing column '{spellings[0]}' (header has: {', '.join(columns) or 'nothing'})", line=1)
+    return found
+
+
+def read_fast_table(path: Path, *, sep: str | None = None) -> pd.DataFrame:
+    """A delimited table read fast: pandas infers numeric columns; ids are read as text by the caller.
+    Header names are stripped of spaces, quotes and a byte-order mark."""
+    sep = sep or sniff_delimiter(path)
+    try:
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", engine="c", na_filter=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(str(path), "file is empty; expected a header line") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(str(path), f"cannot be parsed ({str(exc).splitlines()[0]})") from None
+    df.columns = [str(c).strip().strip('"').strip() for c in df.columns]
+    return df
+
+
+def text_column(df: pd.DataFrame, col: str, path: Path) -> pd.Series:
+    """An id column as stripped text; an empty cell is an error naming its line."""
+    values = df[col].str.strip()
+    empty = (values == "").to_numpy()
+    if empty.any():
+        raise DataError(str(path), f"empty {col}", line=int(np.flatnonzero(empty)[0]) + 2, field=col)
+    return values
+
+
+def numeric_column(df: pd.DataFrame, col: str, path: Path, *, lo: float | None = None, hi: float | None = None, allow_empty: bool = False) -> np.ndarray:
+    """A numeric column as float64 (NaN for empty cells when allowed), range-checked, first bad cell named."""
+    text = df[col]
+    nums = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(nums)
+    if allow_empty:
+        bad &= (text.str.strip() != "").to_numpy()
+    if lo is not None:
+        bad |= np.isfinite(nums) & ((nums < lo) | (nums > hi))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        want = f"a number in {lo:g}..{hi:g}" if lo is not None else "a number"
+        raise DataError(str(path), f"expected {want}, got {text.iloc[i]!r}", line=i + 2, field=col)
+    return nums
+
+
+def read_id_list(path: str | Path) -> tuple[list[str], str, list[int]]:
+    """Rater ids from a split file: the FLICKR-AES forms `read_worker_list` reads, or a bare list of
+    one id per line without a header (the TrainUserIDs_Fold<k>.txt / TestUserIDs_Fold<k>.txt files
+    circulated with PARA and LAPIS code)."""
+    path = require_file(path, "a rater list: one id per line, or a CSV with header ID")
+    lines = read_text_lines(path)
+    tokens = [(i + 1, l.strip()) for i, l in enumerate(lines) if l.strip()]
+    if not tokens:
+        raise DataError(str(path), "lists no raters")
+    first = tokens[0][1]
+    if column_key(first) in ("id", "worker", "workerid", "userid", "user", "participantid") or len(first.split()) > 1 or "," in first:
+        return read_worker_list(path)
+    seen: dict[str, int] = {}
+    for line, tok in tokens:
+        if len(tok.split()) > 1 or "," in tok:
+            raise DataError(str(path), f"expected one rater id per line, got {tok!r}", line=line)
+        if tok in seen:
+            raise DataError(str(path), f"rater {tok!r} is listed twice (first on line {seen[tok]})", line=line)
+        seen[tok] = line
+    return list(seen), "one id per line", list(seen.values())
+
+
+def rater_split(
+    counts: pd.Series, *, dataset: str, test_raters: str | Path | None, seed: int, min_test_ratings: int, notes: list[str],
+    n_test: int | None = None, test_share: float = 0.1,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Train/test raters from a given list, or `n_test` (else a seeded `test_share`) of the raters
+    with at least `min_test_ratings` ratings, drawn with `seed`."""
+    users_sorted = sorted(str(u) for u in counts.index)
+    if test_raters is not None:
+        ids, form, lines = read_id_list(test_raters)
+        users = apply_test_list(users_sorted, ids, lines, str(test_raters))
+        notes.append(f"test raters from {test_raters} ({len(ids)} raters, {form})")
+        return users, {"source": "file", "file": str(test_raters), "form": form, "n_test": len(ids)}
+    if n_test is None:
+        n_test = max(1, round(test_share * int((counts >= min_test_ratings).sum())))
+    users, rule = derive_test_split(counts, n_test=n_test, min_ratings=min_test_ratings, max_ratings=float("inf"), seed=seed, dataset=dataset)
+    notes.append(f"no test-rater list given; derived split (piaa's rule): {rule}; written to {SPLIT_FILE} in the dataset folder")
+    return users, {"source": "derived", "rule": rule, "seed": seed, "file": SPLIT_FILE}
+
+
 # -- attaching features and writing ----------------------------------------------------------------
 @dataclass(frozen=True)
 class ImportReport:
@@ -229,6 +360,8 @@ def match_features(parsed: ParsedDataset, store: FeatureStore, *, drop_missing: 
             return frame[~mask].reset_index(drop=True)
 
         parsed = replace(parsed, ratings=keep(parsed.ratings, "ratings"), likes=keep(parsed.likes, "likes"), distributions=keep(parsed.distributions, "distributions"))
+        if parsed.attributes is not None:
+            parsed = replace(parsed, attributes=parsed.attributes[~parsed.attributes["image"].isin(gone)].reset_index(drop=True))
         dropped["images"] = len(missing)
         what = ", ".join(f"{n} {k}" for k, n in dropped.items() if k != "images" and n)
         notes.append(f"dropped {len(missing)} images without features{why} and their {what or 'nothing else'} (--drop-missing)")
@@ -262,13 +395,19 @@ def write_import(
     store = features if isinstance(features, FeatureStore) else open_store(features)
     names, rows, parsed, dropped, notes = match_features(parsed, store, drop_missing=drop_missing)
     meta = {**parsed.meta, "backbone": store.backbone, "feature_store": store_meta(store), "import_notes": parsed.notes + notes}
+    if parsed.evaluation_only:
+        meta["evaluation_only"] = True
     users = parsed.users
     for col in BIG_FIVE:
         if col not in users.columns:
             users = users.assign(**{col: np.nan})
+    extra_files = {}
+    if parsed.meta.get("split", {}).get("source") == "derived":
+        extra_files[SPLIT_FILE] = split_file_text(users)
     path = write_dataset(
         out, name=parsed.name, score_range=parsed.score_range, ratings=parsed.ratings, users=users,
         images=names, features=gather_features(store, rows), likes=parsed.likes, meta=meta, overwrite=overwrite,
+        attributes=parsed.attributes, extra_files=extra_files,
     )
     splits = users["split"].value_counts()
     return ImportReport(
