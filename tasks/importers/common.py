@@ -17,7 +17,7 @@ import pandas as pd
 from piaa.errors import DataError
 from piaa.seeding import numpy_rng
 from piaa.tasks.feature_store import FeatureStore, open_store
-from piaa.tasks.format import BIG_FIVE, write_dataset
+from piaa.tasks.format import BIG_FIVE, strip_text, write_dataset
 
 
 @dataclass
@@ -37,11 +37,8 @@ class ParsedDataset:
     evaluation_only: bool = False  # test raters only (REAL-CUR): no train raters required
 
     def image_names(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for frame in (self.ratings, self.likes, self.distributions):
-            if frame is not None:
-                seen.update(dict.fromkeys(frame["image"]))
-        return list(seen)
+        frames = [f["image"] for f in (self.ratings, self.likes, self.distributions) if f is not None]
+        return pd.unique(pd.concat(frames, ignore_index=True)).tolist() if frames else []  # first-seen order
 
     def summary(self) -> list[tuple[str, str]]:
         splits = self.users["split"].value_counts()
@@ -240,23 +237,41 @@ def find_columns(path: Path, columns: list[str], wanted: dict[str, tuple[str, ..
     return found
 
 
-def read_fast_table(path: Path, *, sep: str | None = None) -> pd.DataFrame:
-    """A delimited table read fast: pandas infers numeric columns; ids are read as text by the caller.
-    Header names are stripped of spaces, quotes and a byte-order mark."""
+def read_header(path: Path, sep: str) -> list[str]:
+    """The header's column names (stripped of spaces, quotes and a byte-order mark)."""
+    import csv
+
+    line = next((l for l in read_text_lines(path)[:5] if l.strip()), None)
+    if line is None:
+        raise DataError(str(path), "file is empty; expected a header line")
+    return [c.strip().strip('"').strip() for c in next(csv.reader([line], delimiter=sep))]
+
+
+def read_fast_table(path: Path, *, sep: str | None = None, text: list[str] | None = None) -> pd.DataFrame:
+    """A delimited table read fast. Columns named in `text` (default: all) are read as text with empty
+    cells as ""; the others are parsed as numbers by the C reader where clean (a column holding a
+    non-number stays text so that `numeric_column` can name the cell). Header names are stripped."""
     sep = sep or sniff_delimiter(path)
     try:
-        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", engine="c", na_filter=False)
+        if text is None:
+            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+        else:
+            raw = {c: str for c in text} | {f" {c}": str for c in text} | {f'"{c}"': str for c in text}
+            df = pd.read_csv(path, sep=sep, dtype=raw, keep_default_na=False, na_values=[""], encoding="utf-8-sig", skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise DataError(str(path), "file is empty; expected a header line") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(str(path), f"cannot be parsed ({str(exc).splitlines()[0]})") from None
     df.columns = [str(c).strip().strip('"').strip() for c in df.columns]
+    for col in text or []:
+        if col in df.columns:
+            df[col] = df[col].fillna("").astype(str)
     return df
 
 
 def text_column(df: pd.DataFrame, col: str, path: Path) -> pd.Series:
     """An id column as stripped text; an empty cell is an error naming its line."""
-    values = df[col].str.strip()
+    values = strip_text(df[col])
     empty = (values == "").to_numpy()
     if empty.any():
         raise DataError(str(path), f"empty {col}", line=int(np.flatnonzero(empty)[0]) + 2, field=col)
@@ -265,17 +280,24 @@ def text_column(df: pd.DataFrame, col: str, path: Path) -> pd.Series:
 
 def numeric_column(df: pd.DataFrame, col: str, path: Path, *, lo: float | None = None, hi: float | None = None, allow_empty: bool = False) -> np.ndarray:
     """A numeric column as float64 (NaN for empty cells when allowed), range-checked, first bad cell named."""
-    text = df[col]
-    nums = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(nums)
-    if allow_empty:
-        bad &= (text.str.strip() != "").to_numpy()
+    column = df[col]
+    if pd.api.types.is_numeric_dtype(column.dtype):  # parsed by the C reader; NaN = empty cell
+        nums = column.to_numpy(dtype=np.float64)
+        bad = np.isinf(nums) if allow_empty else ~np.isfinite(nums)
+        shown = lambda i: "" if np.isnan(nums[i]) else f"{nums[i]:g}"  # noqa: E731
+    else:
+        nums = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(nums)
+        if allow_empty:  # only the cells that are not numbers need a look: empty ones are allowed
+            idx = np.flatnonzero(bad)
+            bad[idx] = (column.iloc[idx].astype(str).str.strip() != "").to_numpy()
+        shown = lambda i: column.iloc[i]  # noqa: E731
     if lo is not None:
         bad |= np.isfinite(nums) & ((nums < lo) | (nums > hi))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         want = f"a number in {lo:g}..{hi:g}" if lo is not None else "a number"
-        raise DataError(str(path), f"expected {want}, got {text.iloc[i]!r}", line=i + 2, field=col)
+        raise DataError(str(path), f"expected {want}, got {shown(i)!r}", line=i + 2, field=col)
     return nums
 
 

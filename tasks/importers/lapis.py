@@ -26,7 +26,9 @@ from piaa.tasks.importers.common import (
     numeric_column,
     rater_split,
     read_fast_table,
+    read_header,
     require_file,
+    sniff_delimiter,
     text_column,
 )
 
@@ -76,9 +78,13 @@ def parse_lapis(
     if not lo < hi:
         raise DataError("lapis", f"--score-range must be LO,HI with LO < HI, got {lo:g},{hi:g}")
     notes: list[str] = []
-    df = read_fast_table(path)
-    cols = find_columns(path, list(df.columns), {**COLUMNS, **RATER_COLUMNS}, required=("file", "score", "user"))
-    answered = (df[cols["score"]].str.strip() != "").to_numpy()
+    sep = sniff_delimiter(path)
+    header = read_header(path, sep)
+    cols = find_columns(path, header, {**COLUMNS, **RATER_COLUMNS}, required=("file", "score", "user"))
+    df = read_fast_table(path, sep=sep, text=[c for c in header if c != cols["score"]])
+    answered = df[cols["score"]].notna().to_numpy()
+    if not pd.api.types.is_numeric_dtype(df[cols["score"]].dtype):
+        answered &= (df[cols["score"]].astype(str).str.strip() != "").to_numpy()
     if not answered.all():
         notes.append(f"{path.name}: {int((~answered).sum())} row(s) with an empty {cols['score']} dropped")
     lines = np.flatnonzero(answered)

@@ -34,7 +34,9 @@ from piaa.tasks.importers.common import (
     numeric_column,
     rater_split,
     read_fast_table,
+    read_header,
     require_file,
+    sniff_delimiter,
     text_column,
 )
 
@@ -91,8 +93,10 @@ def big_five_to_para(values: np.ndarray, value_range: tuple[float, float] = BIG_
 
 def read_para_ratings(path: Path, notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """PARA-Images.csv → (ratings user,image,score; attributes user,image,<numeric attributes>)."""
-    df = read_fast_table(path)
-    cols = find_columns(path, list(df.columns), {**RATING_COLUMNS, **ATTRIBUTE_COLUMNS, **LABEL_COLUMNS}, required=("image", "user", "score"))
+    sep = sniff_delimiter(path)
+    cols = find_columns(path, read_header(path, sep), {**RATING_COLUMNS, **ATTRIBUTE_COLUMNS, **LABEL_COLUMNS}, required=("image", "user", "score"))
+    text = [cols[k] for k in ("session", "image", "user", *LABEL_COLUMNS) if k in cols]
+    df = read_fast_table(path, sep=sep, text=text)
     ratings = pd.DataFrame({
         "user": text_column(df, cols["user"], path),
         "image": text_column(df, cols["image"], path),
@@ -178,7 +182,7 @@ def parse_para(
     ratings, attributes = read_para_ratings(images_path, notes)
     info = read_para_users(users_path, big_five_range)
 
-    rated = set(ratings["user"])
+    rated = set(ratings["user"].unique().tolist())
     unrated = sorted(set(info["user"]) - rated)
     if unrated:
         notes.append(f"{users_path.name}: {len(unrated)} user(s) have no ratings and are left out, e.g. {unrated[0]!r}")
