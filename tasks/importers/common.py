@@ -200,6 +200,21 @@ def derive_test_split(counts: pd.Series, *, n_test: int, min_ratings: int, max_r
 SPLIT_FILE = "test_raters.csv"
 
 
+def parse_range(value: str | tuple[float, float] | list[float], flag: str) -> tuple[float, float]:
+    """A range given as (lo, hi) or as the text "LO,HI" of a command-line option."""
+    if isinstance(value, str):
+        parts = value.replace(" ", "").split(",")
+        try:
+            lo, hi = (float(v) for v in parts)
+        except ValueError:
+            raise DataError(flag, f"expected LO,HI (two numbers), got {value!r}") from None
+    else:
+        lo, hi = (float(v) for v in value)
+    if not lo < hi:
+        raise DataError(flag, f"expected LO,HI with LO < HI, got {lo:g},{hi:g}")
+    return lo, hi
+
+
 def split_file_text(users: pd.DataFrame) -> str:
     """The test raters as a list `--test-workers` reads back (header ID, one id per line): a derived
     split written beside the dataset so that it can be published and reused."""

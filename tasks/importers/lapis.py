@@ -24,6 +24,7 @@ from piaa.tasks.importers.common import (
     ParsedDataset,
     find_columns,
     numeric_column,
+    parse_range,
     rater_split,
     read_fast_table,
     read_header,
@@ -31,6 +32,7 @@ from piaa.tasks.importers.common import (
     sniff_delimiter,
     text_column,
 )
+from piaa.tasks.importers.registry import Importer, Option
 
 RATINGS_FILE = "LAPIS_individualratings_metaANDdemodata.csv"
 SCORE_RANGE = (0.0, 10.0)
@@ -62,7 +64,7 @@ def parse_lapis(
     seed: int = 0,
     test_share: float = TEST_SHARE,
     min_test_ratings: int = MIN_TEST_RATINGS,
-    score_range: tuple[float, float] = SCORE_RANGE,
+    score_range: tuple[float, float] | str = SCORE_RANGE,
 ) -> ParsedDataset:
     """Parse LAPIS's individual-ratings CSV (default: `root/annotation/` or `root/`)."""
     if ratings_csv is not None:
@@ -74,9 +76,7 @@ def parse_lapis(
             raise DataError(str(root), f"holds neither annotation/{RATINGS_FILE} nor {RATINGS_FILE}")
     else:
         raise DataError("lapis", "give --root (the LAPIS folder) or --ratings FILE")
-    lo, hi = score_range
-    if not lo < hi:
-        raise DataError("lapis", f"--score-range must be LO,HI with LO < HI, got {lo:g},{hi:g}")
+    lo, hi = parse_range(score_range, "--score-range")
     notes: list[str] = []
     sep = sniff_delimiter(path)
     header = read_header(path, sep)
@@ -118,3 +118,19 @@ def parse_lapis(
         meta={"source": "LAPIS", "ratings_csv": str(path), "split": split},
         notes=notes,
     )
+
+
+IMPORTER = Importer(
+    summary="LAPIS: 11,723 artworks rated by 552 participants, with their demographics and art interest.",
+    parse=parse_lapis,
+    options=(
+        Option("root", "LAPIS folder (holding annotation/LAPIS_individualratings_metaANDdemodata.csv)."),
+        Option("ratings_csv", "The individual-ratings CSV (default: found in --root)."),
+        Option("test_raters", "Test-rater list: one id per line (e.g. TestUserIDs_Fold1.txt), or a CSV with header ID."),
+        Option("split_seed", "Seed of the derived split when no --test-raters is given.", type=int, default=0, arg="seed"),
+        Option("test_share", "Derived split: share of the eligible raters drawn as test raters.", type=float, default=TEST_SHARE),
+        Option("min_test_ratings", "Derived split: test raters are drawn among raters with at least this many ratings.", type=int, default=MIN_TEST_RATINGS),
+        Option("score_range", "Range of the response scale.", type=str, default="0,10"),
+    ),
+    help={"out": "Rater-dataset directory to create."},
+)

@@ -32,6 +32,7 @@ from piaa.tasks.importers.common import (
     ParsedDataset,
     find_columns,
     numeric_column,
+    parse_range,
     rater_split,
     read_fast_table,
     read_header,
@@ -39,6 +40,7 @@ from piaa.tasks.importers.common import (
     sniff_delimiter,
     text_column,
 )
+from piaa.tasks.importers.registry import Importer, Option
 
 IMAGES_FILE = "PARA-Images.csv"
 USERS_FILE = "PARA-UserInfo.csv"
@@ -136,7 +138,7 @@ def read_para_users(path: Path, big_five_range: tuple[float, float]) -> pd.DataF
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise DataError(
-                str(path), f"expected a Big-Five score in {lo:g}..{hi:g} (BFI-10 sums), got {df[cols[trait]].iloc[i]!r}; "
+                str(path), f"expected a Big-Five score in {lo:g}..{hi:g}{' (BFI-10 sums)' if (lo, hi) == BIG_FIVE_RANGE else ''}, got {df[cols[trait]].iloc[i]!r}; "
                 "if your copy uses another scale, give its range (--big-five-range LO,HI)", line=i + 2, field=cols[trait],
             )
         users[trait] = para_to_big_five(raw, big_five_range).astype(np.float32)
@@ -159,12 +161,10 @@ def parse_para(
     seed: int = 0,
     n_test: int = N_TEST,
     min_test_ratings: int = MIN_TEST_RATINGS,
-    big_five_range: tuple[float, float] = BIG_FIVE_RANGE,
+    big_five_range: tuple[float, float] | str = BIG_FIVE_RANGE,
 ) -> ParsedDataset:
     """Parse PARA. The two CSVs default to `root/annotation/` (or `root/` itself)."""
-    lo, hi = big_five_range
-    if not lo < hi:
-        raise DataError("para", f"--big-five-range must be LO,HI with LO < HI, got {lo:g},{hi:g}")
+    lo, hi = big_five_range = parse_range(big_five_range, "--big-five-range")
     root = Path(root) if root is not None else None
 
     def locate(given, name: str) -> Path:
@@ -213,3 +213,20 @@ def parse_para(
         },
         notes=notes,
     )
+
+
+IMPORTER = Importer(
+    summary="PARA: 31,220 images rated by 438 raters with Big-Five, rater attributes and per-rating attribute scores.",
+    parse=parse_para,
+    options=(
+        Option("root", "PARA folder (holding annotation/PARA-Images.csv and annotation/PARA-UserInfo.csv)."),
+        Option("images_csv", "PARA-Images.csv (default: found in --root)."),
+        Option("users_csv", "PARA-UserInfo.csv (default: found in --root)."),
+        Option("test_raters", "Test-rater list: one id per line (e.g. TestUserIDs_Fold1.txt), or a CSV with header ID."),
+        Option("split_seed", "Seed of the derived split when no --test-raters is given.", type=int, default=0, arg="seed"),
+        Option("n_test", "Test raters of the derived split.", type=int, default=N_TEST),
+        Option("min_test_ratings", "Derived split: test raters are drawn among raters with at least this many ratings.", type=int, default=MIN_TEST_RATINGS),
+        Option("big_five_range", "Range of PARA's Big-Five scores, mapped linearly onto [-1, 1].", type=str, default="2,10"),
+    ),
+    help={"out": "Rater-dataset directory to create."},
+)

@@ -19,6 +19,7 @@ import pandas as pd
 from piaa.errors import DataError
 
 from piaa.tasks.importers.common import ParsedDataset
+from piaa.tasks.importers.registry import Importer, Option
 
 SCORE_RANGE = (1.0, 5.0)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -86,3 +87,11 @@ def _score_dirs(folder: Path) -> list[Path]:
         except ValueError:
             pass
     return out
+
+
+IMPORTER = Importer(
+    summary="REAL-CUR: owners' ratings (1..5) of their own albums, as images/<worker>/<score>/<image>; evaluation only.",
+    parse=parse_real_cur,
+    options=(Option("images", "The images folder (or its parent) holding <worker>/<score>/<image>.", required=True),),
+    help={"out": "Rater-dataset directory to create."},
+)
