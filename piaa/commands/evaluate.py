@@ -59,8 +59,15 @@ def evaluate(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Config override when --method is given."),
     json_file: Optional[Path] = typer.Option(None, "--json"),
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write the per-episode rows as CSV."),
+    folds: Optional[int] = typer.Option(None, "--folds", help="k-fold rater cross-validation: every train/test rater is a test rater once; the method is refitted per fold."),
+    fold_file: Optional[Path] = typer.Option(
+        None, "--fold-file", help="With --folds: the fold assignment (CSV user,fold, or a folder of TestUserIDs_Fold<k>.txt); read if it exists, else written (default ./folds-k<K>-seed<S>.csv)."
+    ),
 ) -> None:
     """Run the few-shot protocol over all test raters and print the summary table."""
+    if folds is not None or fold_file is not None:
+        _evaluate_folds(run, data, method, shots, repeats, seed, set_, json_file, csv_file, folds, fold_file)
+        return
     from piaa.workflows import evaluate_job
 
     model, dataset, result = evaluate_job(
@@ -70,6 +77,35 @@ def evaluate(
     print_notes(getattr(model, "notes", lambda: [])())
     out.print(summary_table(title, result.summary))
     report_evaluation(result, json_file, csv_file)
+
+
+def _evaluate_folds(run, data, method, shots, repeats, seed, set_, json_file, csv_file, folds, fold_file) -> None:
+    from rich.table import Table
+
+    from piaa.commands.output import escape, write_csv, write_json
+    from piaa.workflows import cross_validation_job
+
+    result, dataset, path, written = cross_validation_job(
+        folds=folds, fold_file=fold_file, run=run, method=method, data=data, overrides=set_, shots=shots or [10, 100],
+        repeats=repeats, seed=seed, progress=sys.stderr.isatty(),
+    )
+    err.print(f"[yellow]note:[/] fold assignment {'written to' if written else 'read from'} {escape(str(path))}", highlight=False, soft_wrap=True)
+    name = result.meta.get("method")
+    table = Table(title=f"{name} on {dataset.name}: per fold")
+    for col in ("fold", "shots", "SROCC mean ± std", "PLCC mean", "raters", "skipped"):
+        table.add_column(col, justify="right")
+    for row in result.per_fold.to_dict(orient="records"):
+        table.add_row(
+            str(row["fold"]), str(row["shots"]),
+            f"{row['srocc_mean']:.3f} ± {row['srocc_std']:.3f}" if row["n_users"] else "n/a",
+            f"{row['plcc_mean']:.3f}" if row["n_users"] else "n/a", str(row["n_users"]), str(row["n_skipped"]),
+        )
+    out.print(table)
+    out.print(summary_table(f"{name} on {dataset.name}: mean over {result.meta['n_folds']} folds (± std over folds)", result.summary))
+    if json_file is not None:
+        write_json(json_file, result.to_json())
+    if csv_file is not None:
+        write_csv(csv_file, result.rows)
 
 
 def benchmark(
