@@ -270,3 +270,43 @@ def test_format_keeps_rater_attribute_columns_and_checks_attributes_rows(tmp_pat
     (path / "attributes.csv").write_text("user,image,quality\na,x,3\na,y,oops\n")
     with pytest.raises(DataError, match=r"attributes.csv line 3, field 'quality': expected a number or an empty cell, got 'oops'"):
         read_dataset(path)
+
+
+# -- through the command line ---------------------------------------------------------------------------
+def test_cli_imports_para_lapis_and_real_cur(cli, tmp_path):
+    truth = para_files(tmp_path / "PARA")
+    store = make_store(tmp_path / "pstore", truth["images"])
+    r = cli("data", "import", "para", "--root", tmp_path / "PARA", "--n-test", "3", "--min-test-ratings", "1", "--features", store, "--out", tmp_path / "para")
+    assert r.code == 0, r.err
+    assert "PARA: 40 images, 240 ratings, 9 train, 3 test raters" in r.out and "test_raters.csv" in r.err
+    assert read_dataset(tmp_path / "para").attribute_names
+    lapis_file(tmp_path / "L" / "LAPIS_individualratings_metaANDdemodata.csv")
+    r = cli("data", "import", "lapis", "--ratings-csv", tmp_path / "L" / "LAPIS_individualratings_metaANDdemodata.csv", "--min-test-ratings", "1", "--dry-run")
+    assert r.code == 0 and "LAPIS: checked (dry run: nothing written)" in r.out
+    real_cur_tree(tmp_path / "RC", n_users=2, per_user=4)
+    r = cli("data", "import", "real-cur", "--images", tmp_path / "RC" / "images", "--dry-run")
+    assert r.code == 0 and "REAL-CUR: checked" in r.out
+
+
+@pytest.mark.parametrize("which", ["big-five", "range", "lapis-score", "real-cur"])
+def test_cli_bad_files_exit_2_with_one_line(cli, tmp_path, which):
+    if which in ("big-five", "range"):
+        truth = para_files(tmp_path / "PARA")
+        info = truth["info"].copy()
+        info.loc[0, "personality-O"] = 0
+        info.to_csv(tmp_path / "PARA" / "annotation" / "PARA-UserInfo.csv", index=False)
+        extra = ("--big-five-range", "10,2") if which == "range" else ()
+        r = cli("data", "import", "para", "--root", tmp_path / "PARA", "--dry-run", *extra)
+        expected = "--big-five-range: expected LO,HI with LO < HI, got 10,2" if which == "range" else "PARA-UserInfo.csv line 2, field 'personality-O': expected a Big-Five score in 2..10"
+    elif which == "lapis-score":
+        table = lapis_file(tmp_path / "l.csv")
+        table.loc[0, "response"] = 11
+        table.to_csv(tmp_path / "l.csv", index=False)
+        r = cli("data", "import", "lapis", "--ratings-csv", tmp_path / "l.csv", "--dry-run")
+        expected = "l.csv line 2, field 'response': expected a number in 0..10, got '11'"
+    else:
+        (tmp_path / "RC" / "u1" / "great").mkdir(parents=True)
+        r = cli("data", "import", "real-cur", "--images", tmp_path / "RC", "--dry-run")
+        expected = "expected a score folder named 1..5"
+    assert r.code == 2, r.err
+    assert expected in r.err and len(r.err.strip().splitlines()) == 1, r.err
