@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -248,8 +249,9 @@ def read_dataset(path: str | Path) -> RaterDataset:
 
     ratings = _read_csv(root / "ratings.csv", ["user", "image", "score"], text=("user", "image"))
     ratings = ratings[["user", "image", "score"]].copy()
-    ratings["user"] = strip_text(ratings["user"])
-    ratings["image"] = strip_text(ratings["image"])
+    spaced = file_has_edge_space(root / "ratings.csv")
+    ratings["user"] = strip_text(ratings["user"], may_have_spaces=spaced)
+    ratings["image"] = strip_text(ratings["image"], may_have_spaces=spaced)
     scores = _numeric(ratings, "score", "ratings.csv", f"a number in [{lo:g}, {hi:g}]")
     bad = _first_bad(np.isnan(scores) | (scores < lo) | (scores > hi))
     if bad is not None:
@@ -315,7 +317,8 @@ def _read_attributes(path: Path, known_users: set[str], position: pd.Series, rat
     names = [c for c in df.columns if c not in ("user", "image")]
     if not names:
         raise DataError(path.name, "has no attribute columns after user,image", line=1)
-    out = pd.DataFrame({"user": strip_text(df["user"]), "image": strip_text(df["image"])})
+    spaced = file_has_edge_space(path)
+    out = pd.DataFrame({"user": strip_text(df["user"], may_have_spaces=spaced), "image": strip_text(df["image"], may_have_spaces=spaced)})
     bad = _first_bad(~out["user"].isin(known_users).to_numpy())
     if bad is not None:
         raise DataError(path.name, f"user {out['user'].iloc[bad]!r} is not listed in users.csv", line=bad + 2, field="user")
@@ -421,6 +424,9 @@ def _read_users(path: Path) -> pd.DataFrame:
 
 
 # -- writing -------------------------------------------------------------------------------------
+_EDGE_SPACE = re.compile(r"\x00\s|\s\x00")  # a cell starting or ending with white space, in "\x00"-joined text
+
+
 def _joined(values) -> str:
     if isinstance(values, pd.Series):
         values = values.to_numpy(dtype=object)  # iterating a numpy array is far faster than a Series
@@ -445,14 +451,24 @@ def _write_csv(frame: pd.DataFrame, path: Path, *, text: tuple[str, ...] = ("use
         fh.writelines(",".join(row) + "\n" for row in zip(*cols))
 
 
-def strip_text(values: pd.Series) -> pd.Series:
-    """`values.str.strip()`, skipped when no cell starts or ends with white space (one scan of the
-    joined text instead of a Python call per cell)."""
+def strip_text(values: pd.Series, *, may_have_spaces: bool = True) -> pd.Series:
+    """`values.str.strip()`, skipped when no cell can start or end with white space: the caller knows
+    the file has none (`file_has_edge_space`), or one scan of the joined text finds none."""
     values = values.astype(str)
-    big = "\x00" + _joined(values) + "\x00"
-    if not any(f"\x00{w}" in big or f"{w}\x00" in big for w in (" ", "\t", "\r", "\n", "\xa0")):
+    if not may_have_spaces or _EDGE_SPACE.search("\x00" + _joined(values) + "\x00") is None:
         return values
     return values.str.strip()
+
+
+_SPACE_MARKS = (b" ,", b", ", b"\t", b" \n", b" \r", b"\n ", b"\xc2\xa0")
+
+
+def file_has_edge_space(path: Path) -> bool:
+    """Whether any cell of a CSV may start or end with white space: a scan of the raw bytes for a
+    space next to a delimiter or line end, a tab or a no-break space (false positives only cost a
+    strip)."""
+    raw = path.read_bytes()
+    return raw[:1] in (b" ", b"\t") or any(mark in raw for mark in _SPACE_MARKS)
 
 
 def _csv_numbers(values) -> np.ndarray:

@@ -17,7 +17,7 @@ import pandas as pd
 from piaa.errors import DataError
 from piaa.seeding import numpy_rng
 from piaa.tasks.feature_store import FeatureStore, open_store
-from piaa.tasks.format import BIG_FIVE, strip_text, write_dataset
+from piaa.tasks.format import BIG_FIVE, file_has_edge_space, strip_text, write_dataset
 
 
 @dataclass
@@ -70,6 +70,22 @@ def require_file(path: str | Path, what: str) -> Path:
     if not path.is_file():
         raise DataError(str(path), f"not found (expected {what})")
     return path
+
+
+def head_lines(path: Path, n: int = 5) -> list[str]:
+    """The first `n` lines of a text file, without reading the rest (headers of large files)."""
+    lines = []
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            for _ in range(n):
+                line = fh.readline()
+                if not line:
+                    break
+                lines.append(line.rstrip("\r\n"))
+    except UnicodeDecodeError:
+        with open(path, encoding="latin-1") as fh:
+            lines = [fh.readline().rstrip("\r\n") for _ in range(n)]
+    return lines
 
 
 def read_text_lines(path: Path) -> list[str]:
@@ -224,7 +240,7 @@ def split_file_text(users: pd.DataFrame) -> str:
 
 def sniff_delimiter(path: Path, candidates: str = ",;\t|") -> str:
     """The delimiter of a CSV-like file, from its header line: the candidate that splits it most."""
-    header = next((l for l in read_text_lines(path)[:5] if l.strip()), "")
+    header = next((l for l in head_lines(path) if l.strip()), "")
     counts = {c: header.count(c) for c in candidates}
     best = max(counts, key=counts.get)
     return best if counts[best] else ","
@@ -256,7 +272,7 @@ def read_header(path: Path, sep: str) -> list[str]:
     """The header's column names (stripped of spaces, quotes and a byte-order mark)."""
     import csv
 
-    line = next((l for l in read_text_lines(path)[:5] if l.strip()), None)
+    line = next((l for l in head_lines(path) if l.strip()), None)
     if line is None:
         raise DataError(str(path), "file is empty; expected a header line")
     return [c.strip().strip('"').strip() for c in next(csv.reader([line], delimiter=sep))]
@@ -281,12 +297,13 @@ def read_fast_table(path: Path, *, sep: str | None = None, text: list[str] | Non
     for col in text or []:
         if col in df.columns:
             df[col] = df[col].fillna("").astype(str)
+    df.attrs["edge_space"] = file_has_edge_space(path)  # text_column strips only when it can matter
     return df
 
 
 def text_column(df: pd.DataFrame, col: str, path: Path) -> pd.Series:
     """An id column as stripped text; an empty cell is an error naming its line."""
-    values = strip_text(df[col])
+    values = strip_text(df[col], may_have_spaces=df.attrs.get("edge_space", True))
     empty = (values == "").to_numpy()
     if empty.any():
         raise DataError(str(path), f"empty {col}", line=int(np.flatnonzero(empty)[0]) + 2, field=col)
