@@ -96,7 +96,8 @@ def parse_lapis(
     except DataError as exc:  # report the line of the original file, not of the answered rows
         if exc.line is None:
             raise
-        raise DataError(exc.file, exc.detail + ("" if cols["score"] != exc.field else f" (use --score-range LO,HI if your copy uses another scale)"), line=int(lines[exc.line - 2]) + 2, field=exc.field) from None
+        hint = " (use --score-range LO,HI if your copy uses another scale)" if exc.field == cols["score"] else ""
+        raise DataError(exc.file, exc.detail + hint, line=int(lines[exc.line - 2]) + 2, field=exc.field) from None
     ratings = pd.DataFrame({"user": users_col, "image": images, "score": scores})
     dup = ratings.duplicated(["user", "image"]).to_numpy()
     if dup.any():

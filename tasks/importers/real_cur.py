@@ -17,7 +17,6 @@ from pathlib import Path
 import pandas as pd
 
 from piaa.errors import DataError
-
 from piaa.tasks.importers.common import ParsedDataset
 from piaa.tasks.importers.registry import Importer, Option
 
