@@ -43,7 +43,11 @@ def print_personality_report(personality: Optional[dict]) -> None:
     if not quality:
         out.print("personality head: no held-out personality raters, quality not measured")
         return
-    table = Table(title=f"personality head on {personality.get('heldout_raters')} held-out personality raters ({quality['n_likes']} likes)")
+    if personality.get("head_source") == "ratings":  # PARA-like: no likes, Big-Five train raters' high-rated images
+        title = f"personality head on {personality.get('heldout_raters')} held-out Big-Five train raters ({quality['n_likes']} images rated above their mean)"
+    else:
+        title = f"personality head on {personality.get('heldout_raters')} held-out personality raters ({quality['n_likes']} likes)"
+    table = Table(title=title)
     for col in ("trait", "Pearson r", "MAE"):
         table.add_column(col, justify="right")
     for trait, row in quality["traits"].items():
