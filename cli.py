@@ -404,8 +404,10 @@ def _open_store(run: Optional[Path], store: Optional[Path], *, need_model: bool)
 
         model = load(run)
         return model, ProfileStore(store, model=model) if store else model.profiles
+    if store is not None:
+        return None, ProfileStore(store)
     run_dir = run if run is not None else latest_run()
-    return None, ProfileStore(store or Path(run_dir) / DEFAULT_NAME)
+    return None, ProfileStore(Path(run_dir) / DEFAULT_NAME)
 
 
 def _parse_big_five(text: Optional[str]):
@@ -446,14 +448,11 @@ def score(
     if bool(images) == (features is not None):
         raise UsageFailure("give IMAGES or --features FILE.npy (one of the two)")
     inputs = images
-    if features is not None:
-        import numpy as np
-
-        try:
-            inputs = np.load(features, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            raise UsageFailure(f"{features}: not a readable .npy array ({exc})") from None
     model, profiles = _open_store(run, store, need_model=True)
+    if features is not None:
+        from piaa.personalize import read_feature_rows
+
+        inputs = read_feature_rows(features, model.feature_dim)
     profile = profiles.load(user)
     ranked = profile.rank(inputs, top=top)
     if "image" not in ranked:
@@ -567,8 +566,8 @@ def main() -> None:
     except (PiaaError, UsageFailure, FileExistsError) as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except FileNotFoundError as exc:
-        err.print(f"error: {exc.filename or exc}: no such file or directory", markup=False, highlight=False, soft_wrap=True)
+    except OSError as exc:  # missing file, read-only or full disk, a directory where a file belongs, ...
+        err.print(f"error: {os_error_line(exc)}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
@@ -583,6 +582,24 @@ def main() -> None:
         command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "piaa"
         err.print(f"error: {message} (see `{command} --help`)", markup=False, highlight=False, soft_wrap=True)
         sys.exit(getattr(exc, "exit_code", 2) or 2)
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error: the file, what went wrong, what to do."""
+    import errno as _errno
+
+    where = exc.filename if exc.filename is not None else ""
+    reason = (exc.strerror or str(exc) or type(exc).__name__)
+    reason = reason[:1].lower() + reason[1:]
+    hints = {
+        _errno.ENOSPC: "the disk is full: free some space and run the command again",
+        _errno.EROFS: "choose an output on a writable disk",
+        _errno.EACCES: "choose a path you can write to",
+        _errno.EISDIR: "give a file path, not a directory",
+        _errno.ENOTDIR: "a part of the path is a file, not a directory",
+    }
+    hint = hints.get(exc.errno)
+    return f"{where}: {reason}" + (f" ({hint})" if hint else "") if where else reason + (f" ({hint})" if hint else "")
 
 
 def _click_errors() -> tuple[type[BaseException], ...]:

@@ -423,6 +423,20 @@ def read_ratings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     return images.tolist(), values
 
 
+def read_feature_rows(path: str | os.PathLike, dim: int | None = None) -> np.ndarray:
+    """Feature rows to score from a .npy file: float [n, dim], memory-mapped; anything else is a
+    DataError naming the file (empty, not .npy, pickled, truncated, wrong dtype or shape)."""
+    from piaa.tasks.format import load_npy
+
+    name = str(path)
+    x = load_npy(path, name)
+    if x.dtype.kind != "f":
+        raise DataError(name, f"expected float feature rows [n, {dim or 'dim'}], got dtype {x.dtype}")
+    if x.ndim != 2 or (dim is not None and x.shape[1] != dim):
+        raise DataError(name, f"expected feature rows of shape [n, {dim or 'dim'}] (the model's feature dimension), got {tuple(x.shape)}")
+    return x
+
+
 def adapt_from_csv(model: Personalizer, path: str | os.PathLike, *, user: str, big_five: Any = None, seed: int = 0) -> Profile:
     """`model.adapt` from a ratings CSV, with errors naming the CSV's line and field."""
     images, scores = read_ratings(path)
