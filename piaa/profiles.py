@@ -302,3 +302,23 @@ class ProfileStore:
 
 def encode_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def stores_beside(run_dir: str | os.PathLike, *, exclude: str | os.PathLike | None = None) -> list[tuple[Path, int]]:
+    """Profile stores of the other runs next to `run_dir` that hold profiles, as (path, count).
+
+    Profiles belong to the run that adapted them (`<run>/profiles.sqlite`), so after training a new
+    run the latest store is empty while the old one still holds everyone: this finds them."""
+    found = []
+    root = Path(run_dir).resolve().parent
+    skip = Path(exclude).resolve() if exclude is not None else None
+    for candidate in sorted(root.glob(f"*/{DEFAULT_NAME}")):
+        if skip is not None and candidate.resolve() == skip:
+            continue
+        try:
+            count = len(ProfileStore(candidate))
+        except PiaaError:
+            continue
+        if count:
+            found.append((candidate, count))
+    return found

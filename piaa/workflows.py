@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from piaa.errors import ConfigError, DataError, RunError
+from piaa.errors import ConfigError, DataError, PiaaError, RunError
 from piaa.method import Method
 from piaa.protocol import Evaluation, evaluate
 from piaa.registry import create_method
@@ -208,3 +208,42 @@ def adapt_user(
             "(give it with --big-five O,C,E,A,N, or use --shots > 0)", field="openness",
         )
     return evaluate_run(run, data, shots=[shots], repeats=repeats, seed=seed, users=[user])
+
+
+def adapt_context(run: Run, user: str) -> dict:
+    """What makes one rater's SROCC readable: which run and method answered, the rater's split (a
+    train rater was seen in training, so its number is optimistic), the generic prior's SROCC on the
+    same rater (the method with no ratings and no Big-Five, scored on all their images) and, for the
+    simulated demo, its ceilings from the ground truth (dataset.json)."""
+    from piaa.metrics import srocc
+
+    data = run.load_data()
+    rater = data.rater(user)
+    generic = None
+    try:
+        x = np.asarray(data.features[rater.image_index], dtype=np.float32)
+        prior = run.method.adapt(np.zeros((0, x.shape[1]), np.float32), np.zeros(0, np.float32), big_five=None, seed=0)
+        generic = float(srocc(prior.predict(x), rater.scores))
+    except (PiaaError, ValueError, RuntimeError):  # a method that cannot predict without ratings or Big-Five
+        generic = None
+    truth = data.meta.get("ground_truth") if isinstance(data.meta.get("ground_truth"), dict) else None
+    return {
+        "run": str(run.path), "method": run.info["method"], "data": run.data_ref, "split": rater.split,
+        "n_images": len(rater), "generic_srocc": generic, "ceilings": truth,
+        "test_raters": data.users_in("test")[:5],
+    }
+
+
+def training_summary(run: Run) -> dict:
+    """What a run was trained on, in numbers: raters per split, ratings, and config fields changed
+    from the method's defaults (what `piaa meta-train` prints instead of a config dump)."""
+    data = run.load_data()
+    train = data.users_in("train")
+    defaults = type(run.method.config)().to_dict()
+    changed = {k: v for k, v in run.method.config.to_dict().items() if defaults.get(k) != v}
+    return {
+        "method": run.info["method"], "data": run.data_ref, "dataset": data.name, "seed": run.seed,
+        "train_raters": len(train), "train_ratings": int(data.ratings["user"].isin(set(train)).sum()),
+        "personality_raters": len(data.users_in("personality")), "test_raters": len(data.users_in("test")),
+        "changed_config": changed,
+    }

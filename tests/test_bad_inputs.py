@@ -605,6 +605,7 @@ def test_a_second_meta_train_to_an_out_being_written_stops_and_says_so(cli, tiny
     assert not out.exists()
 
 
+@pytest.mark.slow  # two interpreters importing torch and training: ~40 s on a busy machine
 def test_two_concurrent_meta_train_processes_to_one_out_one_wins_the_other_says_so(tiny_dir, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "piaa", "meta-train", "--method", "user-mean", "--data", str(tiny_dir), "--out", str(out), "--set", "epochs=15", "--set", "hidden=32,16", "--no-progress"]

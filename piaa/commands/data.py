@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from piaa.commands.output import UsageFailure, err, escape, key_value_table, out
+from piaa.commands.output import UsageFailure, check_output_dir, key_value_table, note, out, warn
 
 app = typer.Typer(no_args_is_help=True, help="Rater datasets: describe, simulate, import.")
 import_app = typer.Typer(no_args_is_help=True, help="Import a published dataset into the rater-dataset format.")
@@ -19,34 +19,37 @@ _DRY_HELP = "Parse and check only; print what would be imported, write nothing."
 
 
 @app.command("describe")
-def data_describe(path: Path = typer.Argument(..., help="Rater-dataset directory.")) -> None:
+def data_describe(path: str = typer.Argument(..., help="Rater-dataset directory, or 'demo' (the embedded demo, as --data demo elsewhere).")) -> None:
     """Summarise a rater dataset: raters, images, ratings, scores, features, Big-Five, likes."""
+    from piaa.runs import resolve_data
     from piaa.tasks.describe import describe
-    from piaa.tasks.format import read_dataset
 
-    info = describe(read_dataset(path))
-    out.print(key_value_table(info["rows"], title=f"{info['name']} ({path})"))
+    dataset, ref = resolve_data(path)
+    info = describe(dataset)
+    where = "the embedded demo" if ref == "demo" else path
+    out.print(key_value_table(info["rows"], title=f"{info['name']} ({where})"))
 
 
 @app.command("simulate")
 def data_simulate(
     out_dir: Path = typer.Option(..., "--out", help="Directory to create."),
     seed: int = typer.Option(0, "--seed"),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it already holds files."),
 ) -> None:
     """Write the simulated demo dataset (the embedded demo is seed 0)."""
     from piaa.tasks.simulate import write_demo
 
-    path = write_demo(out_dir, seed=seed)
-    out.print(f"demo dataset written to [bold]{path}[/]")
+    check_output_dir(out_dir, "--out", force)
+    path = write_demo(out_dir, seed=seed, overwrite=force)
+    out.print(f"demo dataset written to {path}")
 
 
 def _finish_import(parsed, features: Optional[Path], out_dir: Optional[Path], dry_run: bool, drop_missing: bool, overwrite: bool, writer=None, needs_features: bool = True) -> None:
     """Print the parse notes, then write (or, with --dry-run, only summarise) the import."""
     from piaa.tasks.importers import write_import
 
-    for note in parsed.notes:
-        colour = "red" if note.startswith("WARNING") else "yellow"
-        err.print(f"[{colour}]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    for message in parsed.notes:
+        (warn if message.startswith("WARNING") else note)(message, "note")
     table = key_value_table(parsed.summary())
     if dry_run:
         out.print(f"{parsed.name}: checked (dry run: nothing written)", soft_wrap=True)
@@ -55,11 +58,11 @@ def _finish_import(parsed, features: Optional[Path], out_dir: Optional[Path], dr
     if (needs_features and features is None) or out_dir is None:
         raise UsageFailure("give --features STORE and --out DIR (or --dry-run to check the files only)")
     report = (writer or write_import)(parsed, features, out_dir, drop_missing=drop_missing, overwrite=overwrite)
-    for note in report.notes[len(parsed.notes):]:
-        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    for message in report.notes[len(parsed.notes):]:
+        note(message)
     raters = ", ".join(f"{n} {s}" for s, n in report.raters.items() if n)
     what = f"{report.ratings:,} ratings, {raters} raters" if raters else "score distributions, no raters"
-    out.print(f"{parsed.name}: {report.images:,} images, {what} -> [bold]{escape(str(report.path))}[/]", soft_wrap=True)
+    out.print(f"{parsed.name}: {report.images:,} images, {what} -> {report.path}", soft_wrap=True)
 
 
 @import_app.command("flickr-aes")
@@ -72,7 +75,7 @@ def import_flickr_aes(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Rater-dataset directory to create."),
     drop_missing: bool = typer.Option(False, "--drop-missing", help=_DROP_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help=_DRY_HELP),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", "--force", help="Replace --out if it already holds files."),
 ) -> None:
     """FLICKR-AES: worker ratings (1..5) of 40K Flickr images; 37 test workers in the standard split."""
     from piaa.tasks.importers import parse_flickr_aes
@@ -90,7 +93,7 @@ def import_aadb(
     out_dir: Optional[Path] = typer.Option(None, "--out"),
     drop_missing: bool = typer.Option(False, "--drop-missing", help=_DROP_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help=_DRY_HELP),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", "--force", help="Replace --out if it already holds files."),
 ) -> None:
     """AADB: per-rater overall scores (1..5) from the released MTurk annotations."""
     from piaa.tasks.importers import parse_aadb
@@ -111,7 +114,7 @@ def import_psychoflickr(
     out_dir: Optional[Path] = typer.Option(None, "--out"),
     drop_missing: bool = typer.Option(False, "--drop-missing", help=_DROP_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help=_DRY_HELP),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", "--force", help="Replace --out if it already holds files."),
 ) -> None:
     """PsychoFlickr: Big-Five users and their liked images, merged into a rating dataset in one step."""
     from piaa.tasks.importers import merge_personality, parse_psychoflickr
@@ -133,7 +136,7 @@ def import_ava(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Distribution-set directory to create."),
     drop_missing: bool = typer.Option(False, "--drop-missing", help="Drop images without features and report the count."),
     dry_run: bool = typer.Option(False, "--dry-run", help=_DRY_HELP),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", "--force", help="Replace --out if it already holds files."),
 ) -> None:
     """AVA: per-image score distributions (1..10) for generic aesthetics heads."""
     from piaa.tasks.importers import parse_ava, write_ava

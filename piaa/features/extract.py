@@ -116,6 +116,8 @@ class _Shards:
 def _prepare_out(out: Path, overwrite: bool) -> None:
     """Refuse to touch a folder that is not ours; with `overwrite`, start over (a finished store or
     an unfinished run is removed)."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file; --out must be a directory for the feature store (choose another --out)")
     if (out / MANIFEST).exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a finished feature store (use --overwrite or another --out)")
     if overwrite and ((out / MANIFEST).exists() or (out / PARTIAL).exists()):
