@@ -17,7 +17,7 @@ import datetime as _dt
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +58,13 @@ class Run:
     data_ref: str
     seed: int
     info: dict[str, Any]
+    _data: RaterDataset | None = field(default=None, repr=False, compare=False)
 
     def load_data(self) -> RaterDataset:
-        return resolve_data(self.data_ref)[0]
+        """The run's dataset, read once per Run (adapting and its report both need it)."""
+        if self._data is None:
+            self._data = resolve_data(self.data_ref)[0]
+        return self._data
 
 
 def save_run(method: Method, *, data_ref: str, seed: int, out: str | os.PathLike | None = None, extra: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
