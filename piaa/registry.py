@@ -16,6 +16,8 @@ _BUILTIN_METHODS = {
     **dict.fromkeys(("giaa", "ridge", "finetune", "pam", "knn", "user-mean"), "piaa.baselines"),
     **dict.fromkeys(("blg-piaa", "maml", "fomaml", "reptile", "meta-sgd"), "piaa.meta.methods"),
     "pa-iaa": "piaa.personality.method",
+    "learned-prior": "piaa.priors.learned_prior",
+    "task-vector": "piaa.priors.task_vector",
 }
 _BUILTIN_MODULES = tuple(dict.fromkeys(_BUILTIN_METHODS.values()))
 _loaded = False
