@@ -87,7 +87,7 @@ def _report(result, json_file: Optional[Path], csv_file: Optional[Path] = None) 
 @app.command("meta-train")
 def meta_train(
     data: Optional[str] = typer.Option(None, "--data", help="Rater-dataset directory, or 'demo' (default)."),
-    method: Optional[str] = typer.Option(None, "--method", help="Method name (see `piaa methods`; default pa-iaa)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Method name (see `piaa methods`; default learned-prior)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<method>-<time>)."),
     seed: int = typer.Option(0, "--seed"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config field: field=value (repeatable)."),
