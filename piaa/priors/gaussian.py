@@ -67,14 +67,15 @@ def posterior(x: np.ndarray, y: np.ndarray, prior: HeadPrior) -> tuple[np.ndarra
     return prior.mean + sx.T @ alpha, xm, ym
 
 
-def _lowrank_plus_diag(s: np.ndarray, rank: int, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """F, d with F Fᵀ + diag(d) ≈ S: factor analysis by a few alternating steps from the eigenvectors."""
+def _lowrank_plus_diag(s: np.ndarray, rank: int, floor: np.ndarray, d: np.ndarray | None = None, steps: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """F, d with F Fᵀ + diag(d) ≈ S: factor analysis by alternating steps from the eigenvectors
+    (warm-started from a previous `d` inside EM, where a few steps per M-step suffice)."""
     dim = len(s)
-    d = np.maximum(np.diag(s).copy(), floor)
     if rank == 0:
-        return np.zeros((dim, 0)), d
+        return np.zeros((dim, 0)), np.maximum(np.diag(s).copy(), floor)
+    d = np.maximum(np.diag(s).copy() if d is None else d, floor)
     f = np.zeros((dim, rank))
-    for _ in range(20):
+    for _ in range(steps):
         # Principal factors of S scaled by the current diagonal (the FA fixed point), then refresh d.
         root = 1.0 / np.sqrt(d)
         vals, vecs = np.linalg.eigh(s * root[:, None] * root[None, :])
@@ -141,12 +142,13 @@ def fit_head_prior(
         cov = f @ f.T + np.diag(dvec)
         prec = np.linalg.inv(cov)
         p = mom.gram / noise + prec  # posterior precisions [U, D, D]
+        chol = np.linalg.cholesky(p)
         p_inv = np.linalg.inv(p)
         b = mom.rhs / noise + prec @ mu
         m = np.einsum("uij,uj->ui", p_inv, b)  # posterior means [U, D]
         # log N(y | X μ, X Σ Xᵀ + σ² I) through the determinant lemma, summed over raters.
         quad = mom.yy / noise - np.sum(b * m, axis=1) + float(mu @ prec @ mu)
-        logdet = mom.dof * np.log(2 * np.pi * noise) + np.linalg.slogdet(cov)[1] + np.linalg.slogdet(p)[1]
+        logdet = mom.dof * np.log(2 * np.pi * noise) + np.linalg.slogdet(cov)[1] + 2 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
         history.append(float(-0.5 * np.sum(quad + logdet)))
         if len(history) > 1 and abs(history[-1] - history[-2]) < tol * abs(history[-2]):
             break
@@ -155,5 +157,5 @@ def fit_head_prior(
         mu = m.mean(axis=0)
         dev = m - mu
         s = (dev.T @ dev + p_inv.sum(axis=0)) / len(mom)
-        f, dvec = _lowrank_plus_diag(s, rank, floor_abs)
+        f, dvec = _lowrank_plus_diag(s, rank, floor_abs, d=None if len(history) == 1 else dvec, steps=20 if len(history) == 1 else 3)
     return HeadPrior(mean=mu, factors=f, diag=dvec, noise=float(noise)), history

@@ -32,15 +32,16 @@ from piaa.tasks.format import RaterDataset
 @dataclass(frozen=True)
 class LearnedPriorConfig(MethodConfig):
     components: int = 24  # principal components of the features in the design (beside s and p)
-    ranks: tuple[int, ...] = (0, 2, 4, 6, 8)  # low-rank part of the prior covariance: chosen on validation raters
+    ranks: tuple[int, ...] = (0, 3, 6, 9)  # low-rank part of the prior covariance: chosen on validation raters
     noise_scales: tuple[float, ...] = (0.7, 1.0, 1.4)  # multipliers of the fitted rating noise: chosen likewise
     validation_fraction: float = 0.2  # share of training raters held out to choose rank and noise
     validation_shots: tuple[int, ...] = (10, 100)
     validation_repeats: int = 2
     em_iterations: int = 100
+    link_spread: bool = True  # widen a Big-Five rater's prior by the spread of Big-Five shifts (so ratings can undo it)
     min_ratings: int = 10  # training raters with fewer ratings do not inform the prior
     network_epochs: int = 60  # epochs of the PA-IAA networks behind s and p
-    folds: int = 2  # cross-fitting folds of the training images (one network each)
+    folds: int = 3  # cross-fitting folds of the training images (one network each)
     threads: int = 1
 
 
@@ -130,6 +131,7 @@ class LearnedPrior(HeadMethod):
             raise ConfigError("LearnedPriorConfig: ranks must be >= 0 and noise_scales > 0 (at least one each)")
         self.prior: HeadPrior | None = None
         self.link_matrix: np.ndarray | None = None  # [5, 5] PA-IAA's M / a, in standardised p units
+        self.link_spread: np.ndarray | None = None  # [5, 5] square root of the shifts' covariance
         self.selection: list[dict[str, float]] = []
 
     def fit(self, data: RaterDataset, *, seed: int = 0, progress: bool = False, checkpoint_dir=None) -> "LearnedPrior":
@@ -150,9 +152,11 @@ class LearnedPrior(HeadMethod):
         prior, history = fit_head_prior(rater_moments(raters), rank=int(best["rank"]), iterations=cfg.em_iterations)
         self.prior = prior.with_noise(prior.noise * best["noise_scale"])
         self.link_matrix = self._link_in_design(bases)
+        self.link_spread = self._link_spread(data) if self.link_matrix is not None and self.config.link_spread else None
         self.uses_big_five = self.link_matrix is not None
         self.fit_log = [
             {"event": "selection", "table": self.selection, "chosen": best, "validation_raters": len(held), "fit_raters": len(fit_pos)},
+            {"event": "big-five link", "available": self.link_matrix is not None, "spread_added": self.link_spread is not None},
             {"event": "prior", "rank": self.prior.rank, "noise": self.prior.noise, "em_iterations": len(history), "log_likelihood": history[-1], "raters": len(raters)},
         ]
         return self
@@ -168,6 +172,20 @@ class LearnedPrior(HeadMethod):
         gamma = self.prior.mean[0] / self.design.head_scale[0]  # score points per point of s
         return gamma * self.design.head_scale[1:N_HEAD_COLUMNS, None] * link
 
+    def _link_spread(self, data: RaterDataset) -> np.ndarray:
+        """[5, 5] square root of the covariance of the Big-Five shift over raters with known Big-Five
+        (the personality raters; never test raters). Added to the prior covariance of a rater whose
+        Big-Five is known: the shift is a prediction, not a certainty, so the rater's own ratings
+        must be able to take it back as easily as it was given."""
+        from piaa.tasks.format import BIG_FIVE
+
+        assert self.link_matrix is not None
+        known = data.users[data.users["split"] == "personality"][list(BIG_FIVE)].dropna().to_numpy(np.float64)
+        if len(known) < 2:
+            return np.zeros((5, 5))
+        cov_b5 = np.cov(known.T) + 1e-9 * np.eye(5)
+        return self.link_matrix @ np.linalg.cholesky(cov_b5)
+
     def prior_for(self, big_five: np.ndarray | None) -> HeadPrior:
         assert self.prior is not None, "learned-prior is not fitted"
         if big_five is None or self.link_matrix is None:
@@ -177,7 +195,12 @@ class LearnedPrior(HeadMethod):
             raise ConfigError(f"Big-Five must be 5 finite numbers (O, C, E, A, N), got {big_five!r}")
         mean = self.prior.mean.copy()
         mean[1:N_HEAD_COLUMNS] += self.link_matrix @ b5
-        return self.prior.with_mean(mean)
+        prior = self.prior.with_mean(mean)
+        if self.link_spread is None:
+            return prior
+        extra = np.zeros((len(mean), 5))
+        extra[1:N_HEAD_COLUMNS] = self.link_spread
+        return HeadPrior(prior.mean, np.concatenate([prior.factors, extra], axis=1), prior.diag, prior.noise)
 
     def adapt(self, x_support, y_support, *, big_five=None, seed: int = 0) -> UserModel:
         assert self.design is not None, "learned-prior is not fitted"
@@ -196,6 +219,8 @@ class LearnedPrior(HeadMethod):
         state.update({"prior.mean": f64(self.prior.mean), "prior.factors": f64(self.prior.factors), "prior.diag": f64(self.prior.diag), "prior.noise": f64([self.prior.noise])})
         if self.link_matrix is not None:
             state["link"] = f64(self.link_matrix)
+        if self.link_spread is not None:
+            state["link_spread"] = f64(self.link_spread)
         return state
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
@@ -203,6 +228,7 @@ class LearnedPrior(HeadMethod):
         get = lambda k: state[k].double().numpy().copy()  # noqa: E731
         self.prior = HeadPrior(get("prior.mean"), get("prior.factors"), get("prior.diag"), float(state["prior.noise"][0]))
         self.link_matrix = get("link") if "link" in state else None
+        self.link_spread = get("link_spread") if "link_spread" in state else None
         self.uses_big_five = self.link_matrix is not None
 
     def extra_state(self) -> dict[str, Any]:

@@ -47,7 +47,7 @@ class TaskVectorConfig(MethodConfig):
     validation_repeats: int = 2
     min_ratings: int = 10
     network_epochs: int = 60
-    folds: int = 2
+    folds: int = 3
     threads: int = 1
 
 
