@@ -25,7 +25,6 @@ from piaa.method import Method, MethodConfig, UserModel
 from piaa.priors.design import N_HEAD_COLUMNS, HeadDesign, NumpyPANet, fit_networks, image_folds, training_rows
 from piaa.priors.gaussian import HeadPrior, fit_head_prior, posterior, rater_moments
 from piaa.priors.validation import split_raters, validation_srocc
-from piaa.registry import register_method
 from piaa.tasks.format import RaterDataset
 
 
@@ -118,7 +117,6 @@ class HeadMethod(Method):
         self.pool_offset, self.pool_center = float(pool[0]), pool[1:].copy()
 
 
-@register_method("learned-prior")
 class LearnedPrior(HeadMethod):
     Config = LearnedPriorConfig
     summary = "empirical-Bayes Gaussian prior over raters' linear heads (low rank + diagonal), Big-Five as its mean; closed-form posterior"

@@ -33,7 +33,6 @@ from piaa.method import MethodConfig, UserModel
 from piaa.priors.gaussian import center, rater_moments
 from piaa.priors.learned_prior import HeadMethod
 from piaa.priors.validation import split_raters, validation_srocc
-from piaa.registry import register_method
 from piaa.tasks.format import RaterDataset
 
 
@@ -82,7 +81,6 @@ def combine(x: np.ndarray, y: np.ndarray, mu: np.ndarray, basis: np.ndarray, lam
     return mu + basis.T @ (z.T @ alpha), xm, ym
 
 
-@register_method("task-vector")
 class TaskVector(HeadMethod):
     Config = TaskVectorConfig
     summary = "task-vector PIAA (Yun & Choo, ECCV 2024): prior head + ridge combination of training raters' task vectors"
