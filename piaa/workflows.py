@@ -23,9 +23,9 @@ from piaa.tasks.format import BIG_FIVE, RaterDataset
 from piaa.tasks.sampling import eligible
 from piaa.threads import job_threads
 
-# The best all-round method on the demo (best at 0 and 10 shots, close to the best at 100) and quick
-# to train; see docs/results.md. Every command takes --method to choose another.
-DEFAULT_METHOD = "pa-iaa"
+# The best all-round method on the demo (best at 0 and 10 shots; task-vector leads at 100) and quick
+# to train and adapt; see docs/results.md. Every command takes --method to choose another.
+DEFAULT_METHOD = "learned-prior"
 
 
 def meta_train(
