@@ -11,33 +11,17 @@ docs/learn2learn.md) because its import needs torchvision. Nothing here imports 
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 from typing import Mapping
 
 import torch
 
 from piaa.errors import ConfigError
+from piaa.learn2learn_import import import_learn2learn
 from piaa.meta.inner import weighted_mse
 
 Params = dict[str, torch.Tensor]
 ORDERS = ("second", "first")  # learn2learn's MAML/MetaSGD differentiate SGD steps, first or second order
-
-
-def require_learn2learn():
-    """The learn2learn module, or a one-line ConfigError saying how to install it."""
-    sink = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(sink):  # gym 0.26 prints a deprecation notice on import
-            import learn2learn
-    except Exception as exc:  # an ImportError, or torchvision failing to import beside this torch
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise ConfigError(
-            "engine=learn2learn needs learn2learn 0.2.0 (with torchvision), which does not import here "
-            f"({reason}); install it into the vision venv with `make install-learn2learn` (docs/learn2learn.md)"
-        ) from None
-    return learn2learn
 
 
 class Learn2LearnMetaGradient:
@@ -54,7 +38,7 @@ class Learn2LearnMetaGradient:
             raise ConfigError(f"engine=learn2learn supports order {' or '.join(ORDERS)}, got {order!r}")
         if steps < 1:
             raise ConfigError(f"engine=learn2learn needs at least 1 inner step, got {steps}")
-        self.l2l = require_learn2learn()
+        self.l2l = import_learn2learn("engine=learn2learn")
         self.module, self.lr, self.steps, self.order, self.lr_prefix = module, float(lr), int(steps), order, lr_prefix
         self._work: torch.nn.Module | None = None  # a private copy of the module that learn2learn wraps
 
