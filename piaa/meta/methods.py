@@ -18,6 +18,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from piaa.errors import ConfigError
+from piaa.learn2learn_import import import_learn2learn
 from piaa.meta.checkpoint import fingerprint
 from piaa.meta.inner import Params, inner_loop, make_inner, make_loss, step_inplace
 from piaa.meta.loop import LoopSpec, run_meta_training
@@ -58,7 +59,7 @@ class MetaConfig(MethodConfig):
     meta_steps: int = 600
     outer_optimizer: str = "sgd"  # sgd | adam
     outer_lr: float = 0.25
-    engine: str = "batched"  # batched (stacked raters, autograd) | vmap (torch.func per rater, vmapped) | loop
+    engine: str = "batched"  # batched (stacked raters, autograd) | vmap (torch.func per rater, vmapped) | loop | learn2learn
     # validation on held-out train raters, checkpoints
     val_fraction: float = 0.15
     val_shots: tuple[int, ...] = (10, 100)
@@ -80,7 +81,9 @@ class MetaConfig(MethodConfig):
             (self.inner_optimizer in ("sgd", "adam"), "inner_optimizer must be sgd or adam"),
             (self.adapt_optimizer in ("sgd", "adam"), "adapt_optimizer must be sgd or adam"),
             (self.outer_optimizer in ("sgd", "adam"), "outer_optimizer must be sgd or adam"),
-            (self.engine in ("batched", "vmap", "loop"), "engine must be batched, vmap or loop"),
+            (self.engine in ("batched", "vmap", "loop", "learn2learn"), "engine must be batched, vmap, loop or learn2learn"),
+            (self.engine != "learn2learn" or (self.order in ("second", "first") and self.inner_optimizer == "sgd"),
+             "engine=learn2learn needs order second or first and inner_optimizer sgd (learn2learn's MAML adapts with plain SGD)"),
             (not (self.learn_inner_lr and self.order == "reptile"), "learn_inner_lr needs order second or first"),
             (min(self.support_shots, default=0) >= 1, "support_shots must be positive"),
             (self.meta_batch >= 1 and self.meta_steps >= 0 and self.inner_steps >= 1, "meta_batch, inner_steps must be >= 1"),
@@ -135,6 +138,8 @@ class MetaLearnedHead(Method):
     # -- fit --------------------------------------------------------------------------------------
     def fit(self, data: RaterDataset, *, seed: int = 0, progress: bool = False, checkpoint_dir: Path | None = None) -> "MetaLearnedHead":
         cfg = self.config
+        if cfg.engine == "learn2learn":
+            import_learn2learn("engine=learn2learn")  # refuse before any work when it is not installed
         self._remember_data(data)
         raters = [r for r in data.raters("train") if len(r) >= 2]
         if len(raters) < 2:

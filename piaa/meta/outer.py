@@ -16,20 +16,22 @@ Engines (same numbers, different speed):
   second order). One autograd graph for the whole meta-batch, no nested functorch transforms.
 - ``vmap``: the per-rater function (inner loop with `torch.func.grad`) mapped with `vmap`.
 - ``loop``: the same per-rater function called rater by rater.
+- ``learn2learn``: learn2learn's ``MAML``/``MetaSGD`` (SGD inner loop, second or first order), through
+  the adapter in `piaa.meta.learn2learn_engine`; needs learn2learn installed (docs/learn2learn.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import torch
 from torch.func import functional_call, grad_and_value, vmap
 
-from piaa.meta.inner import InnerOptimizer, Params, inner_loop, make_loss
+from piaa.meta.inner import InnerOptimizer, InnerSGD, Params, inner_loop, make_loss
 
 ORDERS = ("second", "first", "reptile")
-ENGINES = ("batched", "vmap", "loop")
+ENGINES = ("batched", "vmap", "loop", "learn2learn")
 LR_PREFIX = "inner_lr."  # meta-parameters holding Meta-SGD's learned per-parameter step sizes
 
 
@@ -49,7 +51,8 @@ class MetaGradient:
     steps: int
     order: str = "second"
     query_phase: bool = False  # reptile only: also take `steps` inner steps on the query set
-    engine: str = "batched"  # batched | vmap | loop
+    engine: str = "batched"  # batched | vmap | loop | learn2learn
+    _adapter: Any = field(default=None, init=False, repr=False)  # the learn2learn engine, when chosen
 
     def __post_init__(self) -> None:
         if self.order not in ORDERS:
@@ -57,6 +60,12 @@ class MetaGradient:
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         check_functional(self.module)
+        if self.engine == "learn2learn":
+            from piaa.meta.learn2learn_engine import Learn2LearnMetaGradient
+
+            if not isinstance(self.inner, InnerSGD):
+                raise ValueError("engine=learn2learn adapts with plain SGD: use an SGD inner optimiser")
+            self._adapter = Learn2LearnMetaGradient(self.module, lr=self.inner.lr, steps=self.steps, order=self.order, lr_prefix=LR_PREFIX)
 
     # -- per-rater functions (pure) ---------------------------------------------------------------
     def _query_loss(self, meta: Params, buffers: Params, state0: dict, xs, ys, ws, xq, yq, wq) -> torch.Tensor:
@@ -88,6 +97,9 @@ class MetaGradient:
 
         if self.engine == "batched":
             return self._batched(meta, buffers, batch, t0, tensors)
+        if self._adapter is not None:
+            grads, query_loss = self._adapter(meta, buffers, batch)
+            return grads, {"query_loss": query_loss, "state": {"t": t0, **tensors}}
 
         if self.order == "reptile":
             def one(meta_, buf_, st_, *data):
