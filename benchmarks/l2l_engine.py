@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _report import write_section  # noqa: E402
 
-from piaa.meta.inner import InnerSGD  # noqa: E402
-from piaa.meta.learn2learn_engine import Learn2LearnMetaGradient  # noqa: E402
+from piaa.meta import MAML, InnerSGD, MetaSGD  # noqa: E402
+from piaa.meta.engines import meta_gradient_fn  # noqa: E402
+from piaa.meta.learn2learn_engine import build  # noqa: E402,F401  (registers engine=learn2learn)
 from piaa.meta.model import ScoreHead  # noqa: E402
-from piaa.meta.outer import LR_PREFIX, MetaGradient  # noqa: E402
 from piaa.meta.tasks import TaskPool  # noqa: E402
 from piaa.runs import resolve_data  # noqa: E402
 
@@ -48,7 +48,7 @@ def throughput(repeats: int) -> str:
     data, _ = resolve_data(None)
     pool = TaskPool(data.features, data.without("test").raters("train"), data.score_range)
     batch = pool.batch(np.arange(8), (50,), 50, np.random.default_rng(0))
-    n = batch["xs"].shape[0]
+    n = len(batch)
     model = ScoreHead(data.feature_dim, (128, 64), dropout=0.0)
     model.standardize.fit(np.asarray(data.features[:2000]))
     model.train()
@@ -64,12 +64,10 @@ def throughput(repeats: int) -> str:
         "| preset | order | default (batched) | learn2learn | default / learn2learn |",
         "|---|---|---:|---:|---:|",
     ]
-    for preset, order, learned in (("maml", "second", False), ("fomaml", "first", False), ("meta-sgd", "second", True)):
-        meta = dict(theta)
-        if learned:
-            meta.update({LR_PREFIX + k: torch.full_like(v, 0.05) for k, v in theta.items()})
-        default = MetaGradient(model, InnerSGD(0.05), 5, order=order)
-        l2l = Learn2LearnMetaGradient(model, lr=0.05, steps=5, order=order)
+    for preset, order, algorithm in (("maml", "second", MAML), ("fomaml", "first", MAML), ("meta-sgd", "second", MetaSGD)):
+        alg = algorithm(model, InnerSGD(0.05), 5, first_order=order == "first")
+        meta = alg.init_meta(theta)
+        default, l2l = meta_gradient_fn(alg, "batched"), meta_gradient_fn(alg, "learn2learn")
         rate_default = n / best_time(lambda: default(meta, buffers, batch), repeats)
         rate_l2l = n / best_time(lambda: l2l(meta, buffers, batch), repeats)
         lines.append(f"| {preset} | {order} | {rate_default:.0f} | {rate_l2l:.0f} | {rate_default / rate_l2l:.1f}x |")

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from piaa.errors import ConfigError
+from piaa.meta.core import flatten
 from piaa.protocol import evaluate
 from piaa.registry import create_method
 
@@ -23,9 +24,10 @@ QUICK = dict(hidden=(16, 8), pretrain_epochs=3, meta_steps=6, val_every=3, check
 HAVE_L2L = importlib.util.find_spec("learn2learn") is not None
 
 
-@pytest.mark.parametrize("name", ["blg-piaa", "reptile"])
-def test_presets_with_an_adam_or_reptile_inner_loop_refuse_learn2learn(name):
-    with pytest.raises(ConfigError, match="engine=learn2learn needs order second or first and inner_optimizer sgd"):
+@pytest.mark.parametrize("name", ["blg-piaa", "reptile", "anil"])
+def test_presets_learn2learn_cannot_run_refuse_it_by_name(name):
+    """Adam inner loops (blg-piaa, reptile) and last-layer-only adaptation (anil) have no learn2learn MAML."""
+    with pytest.raises(ConfigError, match="engine=learn2learn needs order second or first, inner_optimizer sgd and inner_params all"):
         create_method(name, ["engine=learn2learn"])
 
 
@@ -51,16 +53,18 @@ def test_learn2learn_engine_trains_to_the_default_engines_weights(small, name):
     with the same meta-parameters whichever engine computes the meta-gradients."""
     pytest.importorskip("learn2learn", reason="needs learn2learn in the vision venv: make install-learn2learn")
     train = small.without("test")
-    ours = _fit(name, "learn2learn", train)
-    default = _fit(name, "batched", train)
-    assert ours.meta.keys() == default.meta.keys()
-    moved = max(float((ours.meta[k] - v).abs().max()) for k, v in _fit(name, "batched", train, meta_steps=0).meta.items() if k in ours.meta)
+    ours_method = _fit(name, "learn2learn", train)
+    ours = flatten(ours_method.meta)
+    default_method = _fit(name, "batched", train)
+    default, start = flatten(default_method.meta), flatten(_fit(name, "batched", train, meta_steps=0).meta)
+    assert ours.keys() == default.keys() == start.keys()
+    moved = max(float((ours[k] - v).abs().max()) for k, v in start.items())
     assert moved > 1e-4  # meta-training changed the weights, so agreement below is not trivial
-    for k, v in default.meta.items():
-        torch.testing.assert_close(ours.meta[k], v, rtol=0, atol=1e-5)
-    assert ours.adapt_lrs == default.adapt_lrs
-    assert [e["query_loss"] for e in ours.fit_log if "query_loss" in e] == pytest.approx(
-        [e["query_loss"] for e in default.fit_log if "query_loss" in e], abs=1e-5)
+    for k, v in default.items():
+        torch.testing.assert_close(ours[k], v, rtol=0, atol=1e-5)
+    assert ours_method.adapt_lrs == default_method.adapt_lrs
+    assert [e["query_loss"] for e in ours_method.fit_log if "query_loss" in e] == pytest.approx(
+        [e["query_loss"] for e in default_method.fit_log if "query_loss" in e], abs=1e-5)
 
 
 @pytest.mark.vision
