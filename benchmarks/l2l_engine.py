@@ -83,10 +83,11 @@ def demo_runs(methods: list[str]) -> str:
     lines = [
         "Full meta-training on the demo with each engine (seed 0, preset defaults otherwise), then `piaa evaluate`'s "
         "protocol (30 test raters × {10, 100} shots × 10 repeats). `val choices` are the adaptation step sizes "
-        "chosen per shot count on the validation raters; `best step` is the meta-step model selection kept.",
+        "chosen per shot count on the validation raters; `best step` is the meta-step model selection kept "
+        "(0: the pretrained prior); `val SROCC by step` is every validation of the run (early stopping: patience 3).",
         "",
-        "| method | engine | meta-train (s) | best step | val choices (shots: lr) | SROCC@10 | SROCC@100 |",
-        "|---|---|---:|---:|---|---:|---:|",
+        "| method | engine | meta-train (s) | val SROCC by step | best step | val choices (shots: lr) | SROCC@10 | SROCC@100 |",
+        "|---|---|---:|---|---:|---|---:|---:|",
     ]
     for name in methods:
         for engine in ("batched", "learn2learn"):
@@ -98,7 +99,8 @@ def demo_runs(methods: list[str]) -> str:
             best = max(vals, key=lambda e: (e["val_srocc"], -e["step"]))["step"] if vals else 0
             choices = ", ".join(f"{k}: {v:g}" for k, v in sorted(method.adapt_lrs.items()))
             summary = evaluate(method, data, shots=[10, 100], repeats=10, seed=0).summary.set_index("shots")
-            lines.append(f"| {name} | {engine} | {fit_s:.0f} | {best} | {choices} | {summary.loc[10, 'srocc_mean']:.4f} | {summary.loc[100, 'srocc_mean']:.4f} |")
+            trajectory = ", ".join(f"{e['step']}: {e['val_srocc']:.4f}" for e in vals)
+            lines.append(f"| {name} | {engine} | {fit_s:.0f} | {trajectory} | {best} | {choices} | {summary.loc[10, 'srocc_mean']:.4f} | {summary.loc[100, 'srocc_mean']:.4f} |")
             print(lines[-1], flush=True)
     return "\n".join(lines)
 
