@@ -1,7 +1,7 @@
 """piaa's default meta-gradient engine against `engine=learn2learn`, on the demo's shapes.
 
     .venv-vision/bin/python benchmarks/l2l_engine.py           # throughput + full demo runs, writes docs/benchmarks.md
-    .venv-vision/bin/python benchmarks/l2l_engine.py --quick   # throughput only, fewer repetitions
+    .venv-vision/bin/python benchmarks/l2l_engine.py --quick   # throughput only, fewer repetitions, printed only
 
 Needs learn2learn (`make install-learn2learn`, vision venv). Throughput is raters per second of
 meta-gradient computation (inner loop + meta-gradient, no outer update) for the MAML-family presets'
@@ -107,7 +107,7 @@ def demo_runs(methods: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions and no demo runs")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, no demo runs, docs left alone")
     parser.add_argument("--methods", default="maml,fomaml", help="presets for the demo runs (comma-separated)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args()
@@ -115,8 +115,9 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     note = f"torch threads: {torch.get_num_threads()}; 1-minute load average at the start: {load:.1f} (figures from a busy machine are lower bounds; the ratio is measured in one run)."
     body = throughput(3 if args.quick else 7)
-    if not args.quick:
-        body += "\n\n" + demo_runs([m for m in args.methods.split(",") if m])
+    if args.quick:
+        return
+    body += "\n\n" + demo_runs([m for m in args.methods.split(",") if m])
     write_section("learn2learn", "Default engine vs learn2learn (MAML family)", body + "\n\n" + note)
 
 

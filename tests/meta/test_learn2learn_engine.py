@@ -80,8 +80,13 @@ def test_full_maml_on_the_demo_learn2learn_matches_the_default_engine():
     for engine in ("batched", "learn2learn"):
         method = create_method("maml", engine=engine).fit(data.without("test"), seed=0)
         summary = evaluate(method, data, shots=[10, 100], repeats=10, seed=0).summary.set_index("shots")
-        results[engine] = (dict(method.adapt_lrs), summary["srocc_mean"].to_dict())
-    assert results["learn2learn"][0] == results["batched"][0]
+        validations = {e["step"]: e["val_srocc"] for e in method.fit_log if "val_srocc" in e and "step" in e}
+        results[engine] = (dict(method.adapt_lrs), summary["srocc_mean"].to_dict(), validations)
+    (lrs_l2l, test_l2l, val_l2l), (lrs_default, test_default, val_default) = results["learn2learn"], results["batched"]
+    assert lrs_l2l == lrs_default
     for k in (10, 100):
-        assert abs(results["learn2learn"][1][k] - results["batched"][1][k]) < 0.005
-        assert np.isfinite(results["batched"][1][k])
+        assert np.isfinite(test_default[k]) and abs(test_l2l[k] - test_default[k]) < 0.005
+    # the meta-trained weights themselves (not only the selected prior) validate alike at every check
+    assert val_l2l.keys() == val_default.keys() and len(val_default) >= 2
+    for step, score in val_default.items():
+        assert abs(val_l2l[step] - score) < 0.005, step
