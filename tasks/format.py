@@ -178,17 +178,21 @@ def _read_csv(path: Path, required: Iterable[str], *, text: Iterable[str] | None
         raise DataError(path.name, f"file is missing from {path.parent}")
     try:
         if text is None:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8")
         else:
             text = list(text)
-            df = pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=False, na_values=[""], skipinitialspace=True)
+            df = pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=False, na_values=[""], skipinitialspace=True, encoding="utf-8")
             for col in text:
                 if col in df.columns:
                     df[col] = df[col].fillna("")
     except pd.errors.EmptyDataError:
         raise DataError(path.name, "file is empty; expected a header line") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise DataError(path.name, f"is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 CSV") from None
+    except pd.errors.ParserError as exc:
         raise DataError(path.name, f"cannot be parsed as CSV ({str(exc).splitlines()[0]})") from None
+    except IsADirectoryError:
+        raise DataError(str(path), "is a directory; expected a CSV file") from None
     df.columns = [c.strip() for c in df.columns]
     for col in required:
         if col not in df.columns:
@@ -235,6 +239,8 @@ def read_dataset(path: str | Path) -> RaterDataset:
 
     images_df = _read_csv(root / "images.csv", ["image"])
     images = pd.Index(images_df["image"].str.strip(), name="image")
+    if len(images) == 0:
+        raise DataError("images.csv", "has a header but no images (expected one image id per line)", line=2)
     dup = _first_bad(np.asarray(images.duplicated()))
     if dup is not None:
         raise DataError("images.csv", f"duplicate image {images[dup]!r}", line=dup + 2, field="image")
@@ -257,6 +263,8 @@ def read_dataset(path: str | Path) -> RaterDataset:
     if bad is not None:
         raise DataError("ratings.csv", f"expected a number in [{lo:g}, {hi:g}], got {_cell(ratings['score'].iloc[bad])!r}", line=bad + 2, field="score")
     ratings["score"] = scores.astype(np.float32)
+    if len(ratings) == 0:
+        raise DataError("ratings.csv", "has a header but no ratings (expected rows user,image,score)", line=2)
     user_codes = pd.Index(users["user"]).get_indexer(ratings["user"]).astype(np.int64)  # -1: not in users.csv
     bad = _first_bad(user_codes < 0)
     if bad is not None:
@@ -311,6 +319,27 @@ def read_dataset(path: str | Path) -> RaterDataset:
     )
 
 
+def read_json_object(path: Path, name: str | None = None) -> dict[str, Any]:
+    """A JSON file that must hold an object: UTF-8, parseable, not absurdly nested; else a DataError
+    naming the file (`name`, default the full path)."""
+    name = str(path) if name is None else name
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(name, f"is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except IsADirectoryError:
+        raise DataError(name, "is a directory; expected a JSON file") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(name, f"is not valid JSON ({exc.msg})", line=exc.lineno) from None
+    except RecursionError:
+        raise DataError(name, "is nested too deeply to be a piaa file") from None
+    if not isinstance(value, dict):
+        raise DataError(name, f"expected a JSON object {{...}}, got a JSON {type(value).__name__}")
+    return value
+
+
 def _read_attributes(path: Path, known_users: set[str], position: pd.Series, ratings: pd.DataFrame) -> pd.DataFrame:
     """attributes.csv: user,image and numeric attribute columns (empty = unknown), each row a rating."""
     df = _read_csv(path, ["user", "image"], text=("user", "image"))
@@ -345,12 +374,10 @@ def _read_attributes(path: Path, known_users: set[str], position: pd.Series, rat
 def _read_meta(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(path.name, f"file is missing from {path.parent}")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(path.name, f"is not valid JSON ({exc.msg})", line=exc.lineno) from None
-    if not isinstance(meta, dict):
-        raise DataError(path.name, "expected a JSON object")
+    meta = read_json_object(path, path.name)
+    for key in ("name", "backbone"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            raise DataError(path.name, f"expected a string, got {type(meta[key]).__name__} {meta[key]!r}", field=key)
     rng = meta.get("score_range")
     ok = (
         isinstance(rng, list)
@@ -363,13 +390,33 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
+def load_npy(path: str | Path, name: str | None = None) -> np.ndarray:
+    """Memory-map a .npy file (never unpickling), or raise a DataError naming it (`name`, default the
+    path): empty files, garbage headers and truncated data all end here, not in a traceback."""
+    name = str(path) if name is None else name
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(name, "is a directory; expected a .npy file")
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(name, "is empty (0 bytes); expected a .npy array")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY":
+        raise DataError(name, "is not a readable .npy array (it does not start with the .npy magic bytes)")
+    try:
+        # open_memmap, not np.load: np.load would treat a zip file as .npz and could unpickle.
+        return np.lib.format.open_memmap(path, mode="r")
+    except (ValueError, EOFError, OSError, SyntaxError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(name, f"is not a readable .npy array ({first})") from None
+
+
 def _read_features(path: Path, n_images: int) -> np.ndarray:
     if not path.is_file():
         raise DataError(path.name, f"file is missing from {path.parent}")
-    try:
-        features = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise DataError(path.name, f"is not a readable .npy array ({exc})") from None
+    features = load_npy(path, path.name)
     if features.ndim != 2:
         raise DataError(path.name, f"expected a 2-D array [n_images, dim], got shape {features.shape}")
     if features.dtype not in (np.float32, np.float16):

@@ -166,6 +166,12 @@ def simulate(spec: DemoSpec = DemoSpec(), seed: int = 0) -> dict:
         "ij,ij->i", attrs[rows_image], np.sqrt(share) * (taste_from_b5 / taste_from_b5.std(axis=0))[user_pos]
     )
     truth["big_five_part"] = b5_part
+    # Per image and per rater, for oracles that know the structure (piaa.priors.structure_limit).
+    truth["structure"] = {
+        "images": images, "generic": generic, "attributes": attrs, "personal_unit": float(personal_unit),
+        "raters": np.asarray(all_ids), "taste_big_five": np.sqrt(share) * taste_from_b5 / taste_from_b5.std(axis=0),
+        "taste_own_var": 1.0 - share, "scale": scale, "bias": bias, "opinion_sd": float(sd), "noise": spec.noise,
+    }
     return {"ratings": ratings, "users": users, "images": images, "features": features, "likes": likes, "truth": truth}
 
 
