@@ -1,8 +1,9 @@
 """Sinusoid regression (Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
 Networks", ICML 2017, section 5.1 and Figure 3) reproduced with `piaa.meta` as a library.
 
-    python benchmarks/sinusoid.py            # 10,000 meta-steps; writes its section of docs/benchmarks.md
-    python benchmarks/sinusoid.py --quick    # 1,500 meta-steps, prints only
+    python benchmarks/sinusoid.py                  # 3,000 meta-steps; writes its section of docs/benchmarks.md
+    python benchmarks/sinusoid.py --steps 70000    # the paper's length
+    python benchmarks/sinusoid.py --quick          # 1,000 meta-steps, prints only
 
 MAML: one inner SGD step of 0.01 on K = 10 points, meta-batches of 25 tasks, Adam 1e-3 (the paper's
 settings; the paper trains 70,000 meta-steps). Pretrained baseline: the same network fitted by Adam
@@ -64,10 +65,11 @@ def report(r: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1,500 meta-steps, print only")
+    parser.add_argument("--quick", action="store_true", help="1,000 meta-steps, print only")
+    parser.add_argument("--steps", type=int, default=3_000, help="meta-steps (and pretraining steps)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    result = compare(1_500 if args.quick else 10_000)
+    result = compare(1_000 if args.quick else args.steps)
     text = report(result)
     print(text)
     if not args.quick:

@@ -352,8 +352,9 @@ BlgPiaaMethod = _preset(
 )
 BlgPiaaTunedMethod = _preset(
     "blg-piaa-tuned",
-    "BLG-PIAA's bi-level update with inner Adam steps large enough to move (1e-2), trained longer",
-    inner_lr=1e-2, meta_steps=1000, min_steps=500, adapt_lr_grid=(0.0, 1e-3, 3e-3, 1e-2),
+    "BLG-PIAA's bi-level update (support then query phase) with inner SGD steps that move the head (0.5)",
+    **{**_MAML_FAMILY, "order": "reptile", "query_phase": True, "support_shots": (80,), "query_size": 80,
+       "meta_batch": 4, "outer_optimizer": "sgd", "outer_lr": 0.1},
 )
 MamlMethod = _preset(
     "maml", "MAML: second-order meta-gradient through an SGD inner loop",
