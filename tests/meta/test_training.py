@@ -120,8 +120,8 @@ def test_adapt_fits_the_support_set_and_reports_adapted_weights(small):
     lo, hi = small.score_range
     assert ((user.predict(x) >= lo) & (user.predict(x) <= hi)).all()
     state = user.state_dict()
-    assert set(state) == {k for k in method.meta}
-    assert any(not torch.equal(state[k], method.meta[k]) for k in state)
+    assert set(state) == set(method.meta["params"])
+    assert any(not torch.equal(state[k], method.meta["params"][k]) for k in state)
     # Same seed → same adapted weights.
     assert _same(state, method.adapt(x, y, seed=1).state_dict())
 
