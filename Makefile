@@ -18,15 +18,22 @@ $(VENV)/.torch-installed:
 install: $(VENV)/.torch-installed
 	$(BIN)/pip install --quiet -c .ci/constraints.txt -e '.[test]'
 
+# What the two steps show is explained in README.md ("Two commands").
 demo: install
+	@echo "== 1/2  piaa meta-train: learn a prior from the demo's training raters (about a minute) =="
 	$(BIN)/piaa meta-train
+	@echo
+	@echo "== 2/2  piaa adapt --user 42 --shots 10: personalise to test rater 42 from 10 of their ratings =="
 	$(BIN)/piaa adapt --user 42 --shots 10
 
 test: test-core
 	$(MAKE) test-vision
 
+# Every test, slow ones included, one line per test file and the ten slowest at the end.
+# The quick core suite alone: $(BIN)/pytest -m "not slow".
 test-core: install
-	$(BIN)/pytest
+	@echo "== core suite: every test file in turn (slow tests included; -m 'not slow' skips them) =="
+	$(BIN)/pytest -p no:cacheprovider --durations=10
 
 # The vision extra (torchvision, open_clip) in its own venv: torchvision 0.29.1 only imports beside
 # torch 2.14.1, which differs from the core venv's torch. A stamp file marks a completed torch install.
