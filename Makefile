@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test test-core install bench clean install-vision test-vision check-install
+.PHONY: demo test test-core install bench clean install-vision install-learn2learn test-vision check-install
 
 # A stamp file marks a completed torch install, so an interrupted setup is redone, not trusted.
 $(VENV)/.torch-installed:
@@ -50,7 +50,18 @@ $(VISION_VENV)/.torch-installed:
 install-vision: $(VISION_VENV)/.torch-installed
 	$(VBIN)/pip install --quiet -c .ci/constraints.txt -e '.[test,vision]'
 
-test-vision: install-vision
+# learn2learn 0.2.0 into the vision venv (its import needs torchvision), rebuilt from the sdist with
+# current Cython because its shipped C files do not compile on Python 3.11; see docs/learn2learn.md.
+# The wheel is cached in L2L_CACHE and a stamp marks the venv, so a second run does nothing.
+L2L_CACHE ?= $(HOME)/.cache/piaa/learn2learn-0.2.0
+
+$(VISION_VENV)/.learn2learn-installed: $(VISION_VENV)/.torch-installed .ci/install-learn2learn
+	bash .ci/install-learn2learn $(VBIN)/python $(L2L_CACHE)
+	touch $@
+
+install-learn2learn: $(VISION_VENV)/.learn2learn-installed
+
+test-vision: install-vision install-learn2learn
 	$(VBIN)/pytest -m vision
 
 # Fresh virtual environments installed the way users install (plain `pip install -e .` and

@@ -23,9 +23,9 @@ from piaa.tasks.format import BIG_FIVE, RaterDataset
 from piaa.tasks.sampling import eligible
 from piaa.threads import job_threads
 
-# The best all-round method on the demo (best at 0 and 10 shots, close to the best at 100) and quick
-# to train; see docs/results.md. Every command takes --method to choose another.
-DEFAULT_METHOD = "pa-iaa"
+# The best all-round method on the demo (best at 0 and 10 shots; task-vector leads at 100) and quick
+# to train and adapt; see docs/results.md. Every command takes --method to choose another.
+DEFAULT_METHOD = "learned-prior"
 
 
 def meta_train(
@@ -158,6 +158,68 @@ def evaluate_job(
     loaded = run if isinstance(run, Run) else load_run(run)
     dataset = resolve_data(data)[0] if data is not None else loaded.load_data()
     return loaded.method, dataset, evaluate_run(loaded, dataset, shots=shots, repeats=repeats, seed=seed, progress=progress)
+
+
+def cross_validation_job(
+    *,
+    folds: int | None,
+    fold_file: str | os.PathLike | None = None,
+    run: Run | str | os.PathLike | None = None,
+    method: str | None = None,
+    data: str | os.PathLike | None = None,
+    overrides: list[str] | None = None,
+    shots: Iterable[int] = (10, 100),
+    repeats: int = 10,
+    seed: int = 0,
+    progress: bool = False,
+):
+    """What `piaa evaluate --folds K` does: k-fold rater cross-validation of `method` (or of a run's
+    method and configuration, refitted per fold) on `data`. The fold assignment is read from
+    `fold_file` when it exists; otherwise it is drawn with `seed` and written there (default
+    ./folds-k<K>-seed<S>.csv), so it can be published and reused. Returns (CrossValidation, dataset,
+    fold file path, whether the file was written now)."""
+    from piaa.atomic import write_text
+    from piaa.folds import cross_validate
+    from piaa.tasks.splits import assign_folds, folds_text, read_folds
+
+    if method is not None:
+        if run is not None:
+            raise ConfigError("give either --run or --method, not both")
+        dataset, _ = resolve_data(data)
+        create_method(method, overrides)  # a bad name or override fails before any fitting
+
+        def make() -> Method:
+            return create_method(method, overrides)
+    else:
+        if overrides:
+            raise ConfigError("--set needs --method (a run's configuration is used as saved)")
+        loaded = run if isinstance(run, Run) else load_run(run)
+        dataset = resolve_data(data)[0] if data is not None else loaded.load_data()
+
+        def make() -> Method:
+            return type(loaded.method)(loaded.method.config)
+
+    path = Path(fold_file) if fold_file is not None else None
+    if path is not None and path.exists():
+        table = read_folds(path, dataset)
+        if folds is not None and table["fold"].nunique() != folds:
+            raise ConfigError(f"--folds {folds} but {path} assigns raters to {table['fold'].nunique()} folds")
+        written = False
+    else:
+        if folds is None:
+            raise ConfigError("give --folds K (or an existing --fold-file)")
+        table = assign_folds(dataset, folds, seed=seed)
+        text = folds_text(table)
+        if path is None:
+            path = Path(f"folds-k{folds}-seed{seed}.csv")
+            if path.exists() and path.read_text(encoding="utf-8") != text:
+                raise ConfigError(f"{path} exists with a different fold assignment; pass --fold-file {path} to reuse it or --fold-file NEW.csv")
+        written = not path.exists()
+        if written:
+            write_text(path, text)
+    result = cross_validate(make, dataset, table, shots=shots, repeats=repeats, seed=seed, progress=progress)
+    result.meta["fold_file"] = str(path)
+    return result, dataset, path, written
 
 
 def parse_big_five(text: str | Sequence[float]) -> np.ndarray:

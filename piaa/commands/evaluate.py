@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from piaa.commands.output import UsageFailure, check_output_dir, check_output_file, out, print_notes, report_evaluation, summary_table, warn
+from piaa.commands.output import UsageFailure, check_output_dir, check_output_file, note, out, print_notes, report_evaluation, summary_table, warn
 
 
 def adapt(
@@ -93,13 +93,22 @@ def evaluate(
     force: bool = typer.Option(False, "--force", help="Replace existing --json / --csv files."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="A live bar on a terminal, a line every 30 s otherwise."),
     threads: int = typer.Option(1, "--threads", min=1, help="Torch/BLAS threads (default 1)."),
+    folds: Optional[int] = typer.Option(None, "--folds", min=2, help="k-fold rater cross-validation: every train/test rater is a test rater once; the method is refitted per fold."),
+    fold_file: Optional[Path] = typer.Option(
+        None, "--fold-file", help="With --folds: the fold assignment (CSV user,fold, or a folder of TestUserIDs_Fold<k>.txt); read if it exists, else written (default ./folds-k<K>-seed<S>.csv)."
+    ),
 ) -> None:
     """Run the few-shot protocol over all test raters and print the summary table."""
     from piaa.threads import job_threads
-    from piaa.workflows import evaluate_job
 
     check_output_file(json_file, "--json", force)
     check_output_file(csv_file, "--csv", force)
+    if folds is not None or fold_file is not None:
+        with job_threads(threads):
+            _evaluate_folds(run, data, method, shots, repeats, seed, set_, json_file, csv_file, folds, fold_file, progress)
+        return
+    from piaa.workflows import evaluate_job
+
     with job_threads(threads):
         model, dataset, result = evaluate_job(
             run=run, method=method, data=data, overrides=set_, shots=shots or [10, 100], repeats=repeats, seed=seed, progress=progress
@@ -108,6 +117,35 @@ def evaluate(
     print_notes(getattr(model, "notes", lambda: [])())
     out.print(summary_table(title, result.summary))
     report_evaluation(result, json_file, csv_file)
+
+
+def _evaluate_folds(run, data, method, shots, repeats, seed, set_, json_file, csv_file, folds, fold_file, progress) -> None:
+    from rich.table import Table
+
+    from piaa.commands.output import write_csv, write_json
+    from piaa.workflows import cross_validation_job
+
+    result, dataset, path, written = cross_validation_job(
+        folds=folds, fold_file=fold_file, run=run, method=method, data=data, overrides=set_, shots=shots or [10, 100],
+        repeats=repeats, seed=seed, progress=progress,
+    )
+    note(f"fold assignment {'written to' if written else 'read from'} {path}")
+    name = result.meta.get("method")
+    table = Table(title=f"{name} on {dataset.name}: per fold")
+    for col in ("fold", "shots", "SROCC mean ± std", "PLCC mean", "raters", "skipped"):
+        table.add_column(col, justify="right")
+    for row in result.per_fold.to_dict(orient="records"):
+        table.add_row(
+            str(row["fold"]), str(row["shots"]),
+            f"{row['srocc_mean']:.3f} ± {row['srocc_std']:.3f}" if row["n_users"] else "n/a",
+            f"{row['plcc_mean']:.3f}" if row["n_users"] else "n/a", str(row["n_users"]), str(row["n_skipped"]),
+        )
+    out.print(table)
+    out.print(summary_table(f"{name} on {dataset.name}: mean over {result.meta['n_folds']} folds (± std over folds)", result.summary))
+    if json_file is not None:
+        write_json(json_file, result.to_json())
+    if csv_file is not None:
+        write_csv(csv_file, result.rows)
 
 
 def benchmark(

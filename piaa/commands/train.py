@@ -12,7 +12,7 @@ from piaa.commands.output import check_output_dir, out, print_notes, styled
 
 def meta_train(
     data: Optional[str] = typer.Option(None, "--data", help="Rater-dataset directory, or 'demo' (default)."),
-    method: Optional[str] = typer.Option(None, "--method", help="Method name (see `piaa methods`; default pa-iaa)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Method name (see `piaa methods`; default learned-prior)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<method>-<time>)."),
     seed: int = typer.Option(0, "--seed"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config field: field=value (repeatable)."),
