@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write_section  # noqa: E402
 
 NEEDS = (
-    "What the target needs: scoring 1,000,000 rows in 0.5 s at F matrix FLOPs per row takes 2 x F GFLOP/s "
+    "What the target needs: scoring 1,000,000 rows in 0.5 s at F thousand matrix FLOPs per row takes 2 x F GFLOP/s "
     "(164 kFLOP/row: 328 GFLOP/s), more than two CPU cores deliver, so for the network scorers the target can only "
     "be met by caching per-image outputs of the shared prior (the trunk) once and scoring a user with the small "
     "per-user part; that changes the stored-profile format and is not done here."
