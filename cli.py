@@ -99,6 +99,10 @@ def meta_train(
     from piaa.workflows import DEFAULT_METHOD, meta_train as train
 
     run_path = train(method or DEFAULT_METHOD, data, out=out_dir, seed=seed, overrides=set_, progress=progress and sys.stderr.isatty(), resume=resume)
+    from piaa.distributed import env_rank
+
+    if env_rank() != 0:  # under torchrun, rank 0 reports
+        return
     run = load_run(run_path)
     out.print(f"[bold]{run.info['method']}[/] trained on {run.data_ref} (seed {seed})")
     out.print_json(json.dumps(run.info["config"]))

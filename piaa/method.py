@@ -116,6 +116,7 @@ class Method(ABC):
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     summary: ClassVar[str] = ""
     uses_big_five: ClassVar[bool] = False
+    supports_distributed: ClassVar[bool] = False  # fit splits its work over torchrun's processes
 
     def __init__(self, config: MethodConfig | None = None, **overrides: Any):
         cfg = config if config is not None else self.Config()

@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from piaa import distributed
 from piaa.errors import ConfigError, DataError, RunError
 from piaa.protocol import Evaluation, evaluate
 from piaa.registry import create_method
@@ -41,18 +42,37 @@ def meta_train(
     False, which starts over). The checkpoints are removed once the run is saved.
     """
     model = create_method(method, overrides)
-    dataset, ref = resolve_data(data)
-    if out is not None and Path(out).exists() and any(Path(out).iterdir()):
-        raise RunError(f"{out} already exists and is not empty (choose another --out or remove it)")
-    checkpoints = checkpoint_dir_for(model.name, model.config.to_dict(), ref, seed, out)
-    if not resume and checkpoints.exists():
-        shutil.rmtree(checkpoints)
-    model.fit(dataset.without("test"), seed=seed, progress=progress, checkpoint_dir=checkpoints)
-    path = save_run(model, data_ref=ref, seed=seed, out=out)
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    if checkpoints.parent.name == ".checkpoints" and checkpoints.parent.is_dir() and not any(checkpoints.parent.iterdir()):
-        checkpoints.parent.rmdir()
+    # Under torchrun every rank trains on its share of each meta-batch; rank 0 alone writes.
+    with distributed.session() as group:
+        if group.active and not model.supports_distributed:
+            raise ConfigError(f"{model.name} trains in one process; run it without torchrun (distributed: {', '.join(distributed_methods())})")
+        if not group.is_main:
+            distributed.barrier(group)  # rank 0 may write the demo dataset first
+        dataset, ref = resolve_data(data)
+        if group.is_main:
+            distributed.barrier(group)
+        if out is not None and Path(out).exists() and any(Path(out).iterdir()):
+            raise RunError(f"{out} already exists and is not empty (choose another --out or remove it)")
+        checkpoints = checkpoint_dir_for(model.name, model.config.to_dict(), ref, seed, out)
+        distributed.barrier(group)  # every rank has checked --out before rank 0 may create anything
+        if not resume and checkpoints.exists() and group.is_main:
+            shutil.rmtree(checkpoints)
+        distributed.barrier(group)
+        model.fit(dataset.without("test"), seed=seed, progress=progress and group.is_main, checkpoint_dir=checkpoints)
+        path = save_run(model, data_ref=ref, seed=seed, out=out) if group.is_main else None
+        path = Path(distributed.broadcast_text(str(path) if path is not None else None, group))
+        if group.is_main:
+            shutil.rmtree(checkpoints, ignore_errors=True)
+            if checkpoints.parent.name == ".checkpoints" and checkpoints.parent.is_dir() and not any(checkpoints.parent.iterdir()):
+                checkpoints.parent.rmdir()
     return path
+
+
+def distributed_methods() -> list[str]:
+    """Methods whose training splits over torchrun's processes."""
+    from piaa.registry import list_methods
+
+    return [name for name, cls in list_methods().items() if cls.supports_distributed]
 
 
 def checkpoint_dir_for(method: str, config: dict, data_ref: str, seed: int, out: str | os.PathLike | None = None) -> Path:

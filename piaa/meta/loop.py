@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import torch
 
+from piaa import distributed
 from piaa.errors import RunError
 from piaa.meta.checkpoint import load_checkpoint, save_checkpoint
 from piaa.meta.inner import Params
@@ -80,7 +81,7 @@ def run_meta_training(
                 inner_state["v"] = {k[8:]: v for k, v in tensors.items() if k.startswith("inner.v.")}
 
     def checkpoint() -> None:
-        if checkpoint_dir is None:
+        if checkpoint_dir is None or not distributed.current().is_main:  # rank 0 writes, every rank resumes
             return
         tensors = {**{f"meta.{k}": v for k, v in meta.items()}, **{f"best.{k}": v for k, v in best.items()}}
         tensors.update({f"outer.{k}": v for k, v in outer.state_tensors().items()})

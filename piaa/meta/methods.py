@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, vmap
 
+from piaa import distributed
 from piaa.errors import ConfigError
 from piaa.meta.checkpoint import fingerprint
 from piaa.meta.inner import Params, inner_loop, make_inner, make_loss, step_inplace
@@ -113,6 +114,7 @@ class MetaLearnedHead(Method):
     """Shared machinery; the registered presets differ only in their Config defaults."""
 
     Config = MetaConfig
+    supports_distributed = True
 
     def __init__(self, config: MetaConfig | None = None, **overrides):
         super().__init__(config, **overrides)
@@ -164,6 +166,9 @@ class MetaLearnedHead(Method):
                         cfg.patience, cfg.checkpoint_every, carry_inner_state=cfg.carry_inner_state)
         pool = TaskPool(data.features, train_raters, data.score_range)
         validate = self._validator(data, val_raters, seed) if val_raters else None
+        group = distributed.current()  # under torchrun: each rank takes a share of every meta-batch
+        meta_grad = distributed.sharded(meta_grad, group)
+        validate = distributed.main_computes(validate, group) if validate is not None else None
         key = fingerprint({"method": self.name, "config": cfg.to_dict(), "seed": seed, "data": data.name,
                            "raters": [r.user for r in raters], "n_ratings": int(len(data.ratings))})
         self.meta, log = run_meta_training(
@@ -173,7 +178,7 @@ class MetaLearnedHead(Method):
         )
         self.fit_log += log
         self.adapt_lrs = {}
-        if validate is not None and cfg.adapt_lr_grid:
+        if validate is not None and cfg.adapt_lr_grid and group.is_main:  # only rank 0's model is saved
             scores = {lr: validate.per_shot(self.meta, lr) for lr in cfg.adapt_lr_grid}
             for k in sorted({k for per in scores.values() for k in per}):
                 lr = max(cfg.adapt_lr_grid, key=lambda lr: (scores[lr].get(k, float("-inf")), -lr))
