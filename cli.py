@@ -170,13 +170,13 @@ def evaluate(
     if method is not None:
         if run is not None:
             raise UsageFailure("give either --run or --method, not both")
-        dataset, ref = resolve_data(data)
         model = create_method(method, set_)
+        dataset, ref = resolve_data(data, pixels=model.uses_images)
         model.fit(dataset.without("test"), seed=seed, progress=sys.stderr.isatty())
         title = f"{method} on {dataset.name}"
     else:
         loaded = load_run(run)
-        dataset = resolve_data(data)[0] if data is not None else loaded.load_data()
+        dataset = resolve_data(data, pixels=loaded.method.uses_images)[0] if data is not None else loaded.load_data()
         model = loaded.method
         title = f"{loaded.info['method']} ({loaded.path.name}) on {dataset.name}"
     result = run_protocol(model, dataset, shots=shot_list, repeats=repeats, seed=seed, progress=sys.stderr.isatty())
@@ -367,6 +367,10 @@ def features_extract(
         images, backbone, out_dir, weights=weights, download=download, seed=seed, batch_size=batch_size, float16=float16,
         shard_size=shard_size, workers=workers, progress=progress and sys.stderr.isatty(), overwrite=overwrite,
     )
+    from piaa.distributed import env_rank
+
+    if env_rank() != 0:  # under torchrun, rank 0 reports
+        return
     out.print(
         f"{result.backbone}: {result.n_images:,} images x {result.dim} features -> [bold]{result.path}[/] "
         f"(computed {result.n_computed:,}, reused {result.n_reused:,} from an earlier run)",

@@ -118,6 +118,11 @@ class Method(ABC):
     uses_big_five: ClassVar[bool] = False
     supports_distributed: ClassVar[bool] = False  # fit splits its work over torchrun's processes
 
+    @property
+    def uses_images(self) -> bool:
+        """Whether the method trains end to end on images (its dataset rows are pixels, not features)."""
+        return False
+
     def __init__(self, config: MethodConfig | None = None, **overrides: Any):
         cfg = config if config is not None else self.Config()
         if not isinstance(cfg, self.Config):

@@ -48,7 +48,7 @@ def meta_train(
             raise ConfigError(f"{model.name} trains in one process; run it without torchrun (distributed: {', '.join(distributed_methods())})")
         if not group.is_main:
             distributed.barrier(group)  # rank 0 may write the demo dataset first
-        dataset, ref = resolve_data(data)
+        dataset, ref = resolve_data(data, pixels=model.uses_images)
         if group.is_main:
             distributed.barrier(group)
         if out is not None and Path(out).exists() and any(Path(out).iterdir()):

@@ -18,7 +18,11 @@ import torch
 from torch.func import functional_call, vmap
 
 from piaa import distributed
+from piaa.e2e.backbones import BACKBONES
+from piaa.e2e.device import DEVICES, on_device, resolve_device
 from piaa.errors import ConfigError
+from piaa.e2e.model import GroupLR, build_image_model, lr_scales
+from piaa.e2e.train import fit_on_images
 from piaa.meta.checkpoint import fingerprint
 from piaa.meta.inner import Params, inner_loop, make_inner, make_loss, step_inplace
 from piaa.meta.loop import LoopSpec, run_meta_training
@@ -74,6 +78,13 @@ class MetaConfig(MethodConfig):
     # candidate adaptation step sizes, chosen per shot count on the validation raters after
     # meta-training (0 = keep the prior); empty: always use adapt_lr
     adapt_lr_grid: tuple[float, ...] = (0.0, 1e-4, 3e-4, 1e-3, 3e-3)
+    # end to end on images (dataset.json's images_root) instead of the dataset's features:
+    backbone: str = ""  # "" = features (default) | small-cnn (built in) | resnet18 (vision extra)
+    backbone_weights: str = ""  # a local .safetensors/.pth state dict; "" = seeded random initialisation
+    backbone_lr_scale: float = 0.1  # backbone lr / head lr in every loop (BLG-PIAA: 1e-4 vs 1e-3)
+    pretrain_batch: int = 32  # images per step of the consensus pre-training
+    device: str = "auto"  # auto | cpu | cuda (end to end only; the feature path runs on the CPU)
+    amp: bool = True  # mixed precision in the consensus pre-training, on CUDA only
 
     def __post_init__(self) -> None:
         checks = [
@@ -83,6 +94,10 @@ class MetaConfig(MethodConfig):
             (self.outer_optimizer in ("sgd", "adam"), "outer_optimizer must be sgd or adam"),
             (self.engine in ("batched", "vmap", "loop"), "engine must be batched, vmap or loop"),
             (not (self.learn_inner_lr and self.order == "reptile"), "learn_inner_lr needs order second or first"),
+            (self.backbone in ("",) + tuple(BACKBONES), f"backbone must be empty (features) or one of {', '.join(BACKBONES)}"),
+            (not (self.backbone and self.learn_inner_lr), "learn_inner_lr is for the feature head only (no backbone)"),
+            (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
+            (self.backbone_lr_scale > 0 and self.pretrain_batch >= 1, "backbone_lr_scale and pretrain_batch must be positive"),
             (min(self.support_shots, default=0) >= 1, "support_shots must be positive"),
             (self.meta_batch >= 1 and self.meta_steps >= 0 and self.inner_steps >= 1, "meta_batch, inner_steps must be >= 1"),
             (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
@@ -103,11 +118,11 @@ class AdaptedUserModel(UserModel):
         x = self.method.check_features(x)
         with torch.no_grad():
             self.method.module.eval()
-            out = torch.func.functional_call(self.method.module, {**self.params, **self.method.buffers}, (as_tensor(x),))
-        return denormalise(out.double().numpy(), self.method.score_range)
+            out = torch.func.functional_call(self.method.module, {**self.params, **self.method.buffers}, (as_tensor(x).to(self.method.device),))
+        return denormalise(out.double().cpu().numpy(), self.method.score_range)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.params.items()}
+        return {k: v.detach().cpu().clone() for k, v in self.params.items()}
 
 
 class MetaLearnedHead(Method):
@@ -123,10 +138,32 @@ class MetaLearnedHead(Method):
         self.buffers: Params = {}
         self.adapt_lrs: dict[int, float] = {}  # shots → adaptation step size chosen on validation raters
         self._on_step: Callable[[int], None] | None = None  # test hook: called after every meta-step
+        self.device = torch.device("cpu")  # end to end: where the model trains and adapts
+        self._notes: list[str] = []
+
+    @property
+    def uses_images(self) -> bool:
+        return bool(self.config.backbone)
+
+    def notes(self) -> list[str]:
+        return list(self._notes)
 
     # -- building ---------------------------------------------------------------------------------
-    def _build(self, dim: int) -> ScoreHead:
+    def _build(self, dim: int, *, initial_weights: bool = True) -> torch.nn.Module:
+        if self.uses_images:  # end to end: the input rows are pixels (piaa.e2e)
+            weights = self.config.backbone_weights if initial_weights else ""
+            module, note = build_image_model(self.config.backbone, weights, self.config.hidden, self.config.dropout)
+            if initial_weights:
+                self._notes = [note]
+            return module
         return ScoreHead(dim, self.config.hidden, self.config.dropout)
+
+    def _inner_optimizer(self, kind: str, lr: float):
+        """Inner/test-time optimiser; end to end, the backbone steps at backbone_lr_scale of the head."""
+        opt = make_inner(kind, lr)
+        if self.uses_images and self.config.backbone_lr_scale != 1.0:
+            return GroupLR(opt, [k for k, _ in self.module.named_parameters()], self.config.backbone_lr_scale)
+        return opt
 
     def _initial_meta(self, module: ScoreHead) -> Params:
         params = {k: v.detach().clone() for k, v in module.named_parameters()}
@@ -149,8 +186,11 @@ class MetaLearnedHead(Method):
 
         with torch_seeded(seed, "init"):
             self.module = self._build(data.feature_dim)
-        train_images = np.unique(np.concatenate([r.image_index for r in train_raters]))
-        self.module.standardize.fit(np.asarray(data.features[train_images], dtype=np.float32))
+        self.device = resolve_device(cfg.device) if self.uses_images else torch.device("cpu")
+        if not self.uses_images:
+            train_images = np.unique(np.concatenate([r.image_index for r in train_raters]))
+            self.module.standardize.fit(np.asarray(data.features[train_images], dtype=np.float32))
+        self.module.to(self.device)
         self.fit_log = []
         if cfg.pretrain_epochs > 0:
             # The consensus prior uses every train rater (the validation raters too): it is shared by
@@ -159,7 +199,7 @@ class MetaLearnedHead(Method):
         self.buffers = {k: v.detach().clone() for k, v in self.module.named_buffers()}
         self.module.train()
 
-        meta_grad = MetaGradient(self.module, make_inner(cfg.inner_optimizer, cfg.inner_lr), cfg.inner_steps,
+        meta_grad = MetaGradient(self.module, self._inner_optimizer(cfg.inner_optimizer, cfg.inner_lr), cfg.inner_steps,
                                  order=cfg.order, query_phase=cfg.query_phase, engine=cfg.engine)
         outer = OuterOptimizer(cfg.outer_optimizer, cfg.outer_lr)
         spec = LoopSpec(cfg.meta_steps, cfg.meta_batch, tuple(cfg.support_shots), cfg.query_size, cfg.val_every,
@@ -167,7 +207,7 @@ class MetaLearnedHead(Method):
         pool = TaskPool(data.features, train_raters, data.score_range)
         validate = self._validator(data, val_raters, seed) if val_raters else None
         group = distributed.current()  # under torchrun: each rank takes a share of every meta-batch
-        meta_grad = distributed.sharded(meta_grad, group)
+        meta_grad = distributed.sharded(on_device(meta_grad, self.device), group)
         validate = distributed.main_computes(validate, group) if validate is not None else None
         key = fingerprint({"method": self.name, "config": cfg.to_dict(), "seed": seed, "data": data.name,
                            "raters": [r.user for r in raters], "n_ratings": int(len(data.ratings))})
@@ -199,9 +239,16 @@ class MetaLearnedHead(Method):
         marked = data.users.copy()
         marked.loc[(marked["split"] == "train") & ~marked["user"].isin(users), "split"] = "validation"
         targets = generic_targets(dataclasses.replace(data, users=marked), "train")
-        x = np.asarray(data.features[targets.image_index], dtype=np.float32)
         y = normalise(targets.score_mean + targets.rater_std * targets.target.astype(np.float64), data.score_range)
         y = np.clip(y, 0.02, 0.98).astype(np.float32)
+        if self.uses_images:  # images stream through a DataLoader; the backbone at its own lr
+            cfg = self.config
+            with torch_seeded(seed, "pretrain"):
+                log = fit_on_images(self.module, data.features, targets.image_index, y, weights=targets.n_raters.astype(np.float32),
+                                    epochs=cfg.pretrain_epochs, batch_size=cfg.pretrain_batch, lr=1e-3, backbone_lr_scale=cfg.backbone_lr_scale,
+                                    seed=seed, device=self.device, amp=cfg.amp, progress=progress, label=f"{self.name} prior")
+            return [{"pretrain_epoch": e["epoch"], "train_loss": e["train_loss"], "val_loss": e["val_loss"]} for e in log]
+        x = np.asarray(data.features[targets.image_index], dtype=np.float32)
         with torch_seeded(seed, "pretrain"):
             log = fit_regressor(self.module, x, y, epochs=self.config.pretrain_epochs, batch_size=128, lr=1e-3,
                                 weight_decay=1e-4, val_fraction=0.1, patience=12, seed=seed,
@@ -232,10 +279,10 @@ class MetaLearnedHead(Method):
         def per_shot(meta: Params, lr: float | None = None) -> dict[int, float]:
             out = {}
             for k, xs, ys, xq, yq in groups:
-                adapted = self._adapt_batched(meta, xs, ys, seed=derive_seed(seed, "validation", k), lr=lr)
+                adapted = self._adapt_batched(meta, xs.to(self.device), ys.to(self.device), seed=derive_seed(seed, "validation", k), lr=lr)
                 with torch.no_grad():
                     self.module.eval()
-                    pred = vmap(lambda p, x: functional_call(self.module, {**p, **self.buffers}, (x,)))(adapted, xq).numpy()
+                    pred = vmap(lambda p, x: functional_call(self.module, {**p, **self.buffers}, (x,)))(adapted, xq.to(self.device)).cpu().numpy()
                     self.module.train()
                 values = [srocc(pred[i, : len(y)], y) for i, y in enumerate(yq)]
                 values = [v for v in values if np.isfinite(v)]
@@ -257,7 +304,7 @@ class MetaLearnedHead(Method):
         lr = cfg.adapt_lr if lr is None else lr
         if lr == 0:
             return {k: v.expand(len(xs), *v.shape) for k, v in params.items()}
-        opt = make_inner(cfg.adapt_optimizer, lr)
+        opt = self._inner_optimizer(cfg.adapt_optimizer, lr)
         if lrs is not None:
             lrs = {k: v * (lr / cfg.adapt_lr) for k, v in lrs.items()}
         loss = make_loss(self.module, self.buffers)
@@ -279,8 +326,8 @@ class MetaLearnedHead(Method):
         y = np.asarray(y_support, dtype=np.float32)
         if len(y) == 0:
             return AdaptedUserModel(self, params)
-        x = as_tensor(self.check_features(x_support, "support features"))
-        yt = torch.from_numpy(normalise(y, self.score_range).astype(np.float32))
+        x = as_tensor(self.check_features(x_support, "support features")).to(self.device)
+        yt = torch.from_numpy(normalise(y, self.score_range).astype(np.float32)).to(self.device)
         w = torch.ones_like(yt)
         cfg = self.config
         lr = self.adapt_lr_for(len(y))
@@ -292,6 +339,9 @@ class MetaLearnedHead(Method):
         names = list(params)
         leaves = [params[k].requires_grad_(True) for k in names]
         lr_list = [lrs[k].detach() * (lr / cfg.adapt_lr) for k in names] if lrs is not None else None
+        if lr_list is None and self.uses_images:  # the backbone adapts at backbone_lr_scale of the head's rate
+            scales = lr_scales(names, cfg.backbone_lr_scale)
+            lr_list = [torch.full_like(params[k], lr * scales[k]) for k in names]
         self.module.train()
         with torch_seeded(seed, "adapt"):
             for _ in range(cfg.adapt_steps):
@@ -304,20 +354,26 @@ class MetaLearnedHead(Method):
     def state_dict(self) -> dict[str, torch.Tensor]:
         if self.module is None:
             raise RuntimeError(f"{self.name} is not fitted")
-        return {**{f"meta.{k}": v for k, v in self.meta.items()}, **{f"buffer.{k}": v for k, v in self.buffers.items()}}
+        return {**{f"meta.{k}": v.cpu() for k, v in self.meta.items()}, **{f"buffer.{k}": v.cpu() for k, v in self.buffers.items()}}
 
     def extra_state(self) -> dict[str, Any]:
-        return {**super().extra_state(), "adapt_lrs": {str(k): v for k, v in self.adapt_lrs.items()}}
+        return {**super().extra_state(), "adapt_lrs": {str(k): v for k, v in self.adapt_lrs.items()}, "notes": self._notes}
 
     def load_extra_state(self, extra: Mapping[str, Any]) -> None:
         super().load_extra_state(extra)
         self.adapt_lrs = {int(k): float(v) for k, v in extra.get("adapt_lrs", {}).items()}
+        self._notes = [str(n) for n in extra.get("notes", [])]
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         self.buffers = {k[7:]: v for k, v in state.items() if k.startswith("buffer.")}
         self.meta = {k[5:]: v for k, v in state.items() if k.startswith("meta.")}
-        self.module = self._build(int(self.buffers["standardize.mean"].shape[0]))
+        self.module = self._build(int(self.buffers["standardize.mean"].shape[0]) if "standardize.mean" in self.buffers else 0, initial_weights=False)
         self.module.load_state_dict({**split_meta(self.meta)[0], **self.buffers})
+        if self.uses_images:
+            self.device = resolve_device(self.config.device)
+            self.module.to(self.device)
+            self.meta = {k: v.to(self.device) for k, v in self.meta.items()}
+            self.buffers = {k: v.to(self.device) for k, v in self.buffers.items()}
         self.module.eval()
 
 
