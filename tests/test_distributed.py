@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -98,3 +99,24 @@ def test_torchrun_meta_train_ends_with_the_weights_of_one_process(tiny_dir, tmp_
     for k in one:
         torch.testing.assert_close(two[k], one[k], atol=1e-5, rtol=1e-4, msg=k)
     assert not any(p.name.startswith(".two.checkpoints") for p in tmp_path.iterdir())  # rank 0 cleaned up
+
+
+@pytest.mark.slow
+def test_torchrun_feature_extraction_shards_images_and_matches_one_process(tmp_path):
+    from PIL import Image
+
+    from piaa.features.extract import extract_features
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(23):  # an odd count: ranks get 12 and 11
+        Image.fromarray(rng.integers(0, 255, size=(20 + i, 24, 3), dtype=np.uint8)).save(images / f"im{i:02d}.png")
+    done = torchrun(["-m", "piaa", "features", "extract", "--images", str(images), "--backbone", "handcrafted",
+                     "--out", str(tmp_path / "two"), "--shard-size", "5", "--no-progress"], cwd=HERE.parent)
+    assert done.stdout.count("23 images") == 1, done.stdout  # one report, from rank 0
+    extract_features(images, "handcrafted", tmp_path / "one", progress=False)
+    one, two = (np.load(tmp_path / run / "features.npy") for run in ("one", "two"))
+    assert (tmp_path / "one" / "images.csv").read_text() == (tmp_path / "two" / "images.csv").read_text()
+    np.testing.assert_allclose(two, one, rtol=0, atol=1e-6)
+    assert not (tmp_path / "two" / ".partial").exists()
