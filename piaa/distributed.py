@@ -167,49 +167,82 @@ def broadcast_text(text: str | None, group: Group) -> str:
     return bytes(buf.cpu().tolist()).decode("utf-8")
 
 
-MetaGradientFn = Callable[..., tuple[dict[str, torch.Tensor], dict[str, Any]]]
+MetaGradientFn = Callable[..., Any]  # (meta, buffers, task batch, inner state) -> piaa.meta.core.MetaStep
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}/"))
+        elif isinstance(v, torch.Tensor):
+            out[prefix + k] = v
+    return out
+
+
+def _unflat(flat: Mapping[str, torch.Tensor], like: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`like` with its tensors replaced by those in `flat` (non-tensor leaves kept)."""
+    return {k: (_unflat(flat, v, f"{prefix}{k}/") if isinstance(v, Mapping) else flat.get(prefix + k, v)) for k, v in like.items()}
+
+
+def weighted_tree_sum(tree: Mapping[str, Any], weight: float, group: Group) -> dict[str, Any]:
+    """`weighted_sum` over every tensor of a nested dict; other leaves (a step count) stay as they are."""
+    return _unflat(weighted_sum(_flat(tree), weight, group), tree)
 
 
 class ShardedMetaGradient:
-    """Wraps a meta-gradient `fn(meta, buffers, batch, state0) -> (grads, info)` to run on this
-    rank's raters and return the whole batch's mean, exactly as one process would compute it.
+    """Wraps a meta-gradient function `fn(meta, buffers, batch, inner_state) -> MetaStep` so that
+    this rank computes the meta-gradient of its share of the batch's tasks and every rank gets the
+    mean over the whole batch, as one process computes it.
 
-    `batch` holds tensors with a leading rater axis; `info` may carry "query_loss" (a float mean over
-    raters) and "state" (the inner optimiser's state: "t" and per-parameter "m"/"v" means), which
-    are averaged the same way.
+    `batch` is a `piaa.meta.core.TaskBatch` (tasks along the first axis, `select(rows)`); the
+    result's `grads`, `query_loss` (a mean over tasks) and carried `inner_state` (means over tasks
+    of the inner optimiser's moments, BLG-PIAA) are averaged with weights = each rank's share.
     """
 
     def __init__(self, fn: MetaGradientFn, group: Group):
         self.fn, self.group = fn, group
 
-    def __getattr__(self, name: str) -> Any:  # the wrapped object's attributes (e.g. `inner`)
+    def __getattr__(self, name: str) -> Any:  # the wrapped object's attributes
         return getattr(self.fn, name)
 
-    def __call__(self, meta, buffers, batch: Mapping[str, torch.Tensor], state0: dict | None = None):
-        n = next(iter(batch.values())).shape[0]
+    def __call__(self, meta, buffers, batch, inner_state: dict | None = None):
+        import dataclasses
+
+        n = len(batch)
         if n < self.group.world_size:
             raise ConfigError(f"a meta-batch of {n} raters cannot be split over {self.group.world_size} processes (raise meta_batch or use fewer processes)")
         part = shard(n, self.group)
         share = (part.stop - part.start) / n
-        grads, info = self.fn(meta, buffers, {k: v[part] for k, v in batch.items()}, state0)
-        grads = weighted_sum(grads, share, self.group)
-        info = dict(info)
-        if "query_loss" in info:
-            info["query_loss"] = float(weighted_sum({"q": torch.tensor(float(info["query_loss"]), dtype=torch.float64)}, share, self.group)["q"])
-        state = info.get("state")
-        if isinstance(state, dict) and any(part_ in state for part_ in ("m", "v")):
-            merged = dict(state)
-            for key in ("m", "v"):
-                if key in state:
-                    merged[key] = weighted_sum(state[key], share, self.group)
-            info["state"] = merged
-        return grads, info
+        result = self.fn(meta, buffers, batch.select(part), inner_state)
+        grads = weighted_tree_sum(result.grads, share, self.group)
+        loss = result.query_loss.detach()
+        query_loss = weighted_sum({"q": loss}, share, self.group)["q"]
+        carried = result.inner_state
+        if carried is not None and carried is not inner_state:  # a state computed from this share's tasks
+            carried = weighted_tree_sum(carried, share, self.group)
+        return dataclasses.replace(result, grads=grads, query_loss=query_loss, inner_state=carried)
 
 
 def sharded(fn: MetaGradientFn, group: Group | None = None) -> MetaGradientFn:
     """`fn` split over the process group's ranks, or `fn` itself with one process."""
     group = group or current()
     return ShardedMetaGradient(fn, group) if group.active else fn
+
+
+def agree(value: int, what: str, group: Group) -> None:
+    """Fail on every rank, with one clear line, unless all ranks hold the same integer `value`."""
+    if not group.active:
+        return
+    import torch.distributed as dist
+
+    t = torch.tensor([value, -value], dtype=torch.int64)
+    t = t.to(_device_for_collectives(t))
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    high, low = int(t[0]), -int(t[1])
+    if high != low:
+        raise ConfigError(f"processes disagree on the {what} ({low} vs {high}): every rank must see the same files "
+                          "(put the data, --out and its checkpoints on a filesystem all machines share)")
 
 
 def main_computes(fn: Callable[..., float], group: Group | None = None) -> Callable[..., float]:

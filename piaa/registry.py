@@ -14,7 +14,7 @@ _METHODS: dict[str, type[Method]] = {}
 # run (`piaa adapt`) does not pay for every method's dependencies; listing imports them all.
 _BUILTIN_METHODS = {
     **dict.fromkeys(("giaa", "ridge", "finetune", "pam", "knn", "user-mean"), "piaa.baselines"),
-    **dict.fromkeys(("blg-piaa", "maml", "fomaml", "reptile", "meta-sgd"), "piaa.meta.methods"),
+    **dict.fromkeys(("blg-piaa", "maml", "fomaml", "reptile", "meta-sgd", "anil"), "piaa.meta.methods"),
     "pa-iaa": "piaa.personality.method",
 }
 _BUILTIN_MODULES = tuple(dict.fromkeys(_BUILTIN_METHODS.values()))

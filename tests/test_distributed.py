@@ -74,7 +74,7 @@ def test_two_process_meta_gradient_equals_one_process_to_1e5(two_process_gradien
     for k in one:
         torch.testing.assert_close(two[k].double(), one[k].double(), atol=1e-5, rtol=1e-5, msg=k)
     if CASES[name][3]:  # the carried Adam moments are averaged over all five raters too
-        assert any(k.startswith("state.m.") for k in one)
+        assert any(k.startswith("state.m/") for k in one) and int(one["state.t"]) == 4 + 2 * 3
 
 
 QUICK_RUN = ["hidden=8", "dropout=0", "pretrain_epochs=2", "meta_steps=6", "meta_batch=4", "val_every=3",

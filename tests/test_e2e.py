@@ -106,7 +106,7 @@ def test_meta_train_evaluate_adapt_with_image_paths_end_to_end(image_dir, cli, t
     weights = load_file(str(tmp_path / "run" / "weights.safetensors"))
     with torch_seeded(0, "init"):
         init, _ = build_image_model("small-cnn", "", (8,), 0.1)
-    moved = {k: float((weights[f"meta.{k}"] - v).abs().max()) for k, v in init.state_dict().items()}
+    moved = {k: float((weights[f"meta/params/{k}"] - v).abs().max()) for k, v in init.state_dict().items()}
     assert max(v for k, v in moved.items() if k.startswith("backbone.")) > 1e-4
     assert max(v for k, v in moved.items() if k.startswith("body.")) > 1e-4
 

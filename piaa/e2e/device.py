@@ -34,16 +34,18 @@ def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
 
 
 def on_device(meta_gradient, device: torch.device):
-    """A meta-gradient function `fn(meta, buffers, batch, state0)` whose task batch (built on the
-    CPU) is moved to `device` first; `fn` itself on the CPU."""
+    """A meta-gradient function `fn(meta, buffers, batch, inner_state)` whose task batch (a dataclass
+    of tensors built on the CPU) is moved to `device` first; `fn` itself on the CPU."""
     if device.type == "cpu":
         return meta_gradient
+    import dataclasses
 
     class _OnDevice:
         def __getattr__(self, name):
             return getattr(meta_gradient, name)
 
-        def __call__(self, meta, buffers, batch, state0=None):
-            return meta_gradient(meta, buffers, {k: v.to(device, non_blocking=True) for k, v in batch.items()}, state0)
+        def __call__(self, meta, buffers, batch, inner_state=None):
+            moved = {f.name: getattr(batch, f.name).to(device, non_blocking=True) for f in dataclasses.fields(batch)}
+            return meta_gradient(meta, buffers, dataclasses.replace(batch, **moved), inner_state)
 
     return _OnDevice()
