@@ -101,6 +101,43 @@ def test_torchrun_meta_train_ends_with_the_weights_of_one_process(tiny_dir, tmp_
     assert not any(p.name.startswith(".two.checkpoints") for p in tmp_path.iterdir())  # rank 0 cleaned up
 
 
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_torchrun_resumes_a_one_process_checkpoint_and_ends_with_the_uninterrupted_weights(tiny_dir, tmp_path):
+    """blg-piaa (carried inner Adam moments): one process stops after meta-step 4, leaving the
+    checkpoint of step 3; two processes resume it; the result is the uninterrupted run's."""
+    from piaa.meta.checkpoint import load_checkpoint
+    from piaa.registry import create_method
+    from piaa.runs import resolve_data
+    from piaa.workflows import checkpoint_dir_for
+
+    meta_train("blg-piaa", tiny_dir, out=tmp_path / "one", seed=5, overrides=QUICK_RUN)
+    model = create_method("blg-piaa", QUICK_RUN)
+    data, ref = resolve_data(tiny_dir)
+    checkpoints = checkpoint_dir_for(model.name, model.config.to_dict(), ref, 5, tmp_path / "two")
+
+    def stop(step: int) -> None:
+        if step == 4:
+            raise Killed
+
+    model._on_step = stop
+    with pytest.raises(Killed):
+        model.fit(data.without("test"), seed=5, checkpoint_dir=checkpoints)
+    assert load_checkpoint(checkpoints)[1]["step"] == 3
+    sets = [a for item in QUICK_RUN for a in ("--set", item)]
+    torchrun(["-m", "piaa", "meta-train", "--method", "blg-piaa", "--data", str(tiny_dir), "--out", str(tmp_path / "two"),
+              "--seed", "5", "--no-progress", *sets], cwd=HERE.parent)
+    log = [json.loads(line) for line in (tmp_path / "two" / "train_log.jsonl").read_text().splitlines()]
+    assert {"resumed_at_step": 3} in log
+    one = load_file(str(tmp_path / "one" / "weights.safetensors"))
+    two = load_file(str(tmp_path / "two" / "weights.safetensors"))
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], atol=1e-5, rtol=1e-4, msg=k)
+
+
 @pytest.mark.slow
 def test_torchrun_feature_extraction_shards_images_and_matches_one_process(tmp_path):
     from PIL import Image
