@@ -34,13 +34,21 @@ def meta_train(
     overrides: list[str] | None = None,
     progress: bool = False,
     resume: bool = True,
+    device: str | None = None,
 ) -> Path:
     """Fit `method` on the train raters of `data` (default: the demo) and save it as a run.
 
     Methods that checkpoint (the meta-learners) write to `checkpoint_dir_for(...)` while training; a
     later call with the same method, config, data and seed resumes from there (unless `resume` is
-    False, which starts over). The checkpoints are removed once the run is saved.
+    False, which starts over). The checkpoints are removed once the run is saved. Under torchrun
+    the methods that support it split their training over the processes; rank 0 writes the run.
     """
+    if device is not None:  # --device: shorthand for --set device=..., for methods trained end to end
+        from piaa.registry import method_class
+
+        if "device" not in {f.name for f in dataclasses.fields(method_class(method).Config)}:
+            raise ConfigError(f"--device: {method} trains on features on the CPU; --device is for methods trained end to end (e.g. blg-piaa --set backbone=small-cnn)")
+        overrides = [*(overrides or []), f"device={device}"]
     model = create_method(method, overrides)
     # Under torchrun every rank trains on its share of each meta-batch; rank 0 alone writes.
     with distributed.session() as group:

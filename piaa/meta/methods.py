@@ -366,8 +366,8 @@ class MetaLearnedHead(Method):
         dim = int(self.buffers["standardize.mean"].shape[0]) if "standardize.mean" in self.buffers else 0
         self.module = self._build(dim, initial_weights=False)  # the trained weights follow
         self.module.load_state_dict({**self.meta["params"], **self.buffers})
-        if self.uses_images:
-            self.device = resolve_device(self.config.device)
+        if self.uses_images:  # a run trained on a GPU still loads where there is none ("auto")
+            self.device = resolve_device("cpu" if self.config.device == "cpu" else "auto")
             self.module.to(self.device)
             self.meta = {g: {k: v.to(self.device) for k, v in p.items()} for g, p in self.meta.items()}
             self.buffers = {k: v.to(self.device) for k, v in self.buffers.items()}
