@@ -134,3 +134,18 @@ def test_meta_train_evaluate_adapt_with_image_paths_end_to_end(image_dir, cli, t
     np.testing.assert_allclose(by_path, by_id, rtol=0, atol=1e-5)  # a file and its dataset id score the same
     lo, hi = data.score_range
     assert ((by_path >= lo) & (by_path <= hi)).all() and np.ptp(by_path) > 0
+
+
+def test_device_choice_is_checked_in_one_line(image_dir):
+    from piaa.e2e.device import resolve_device
+    from piaa.workflows import meta_train
+
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(ConfigError, match="no usable CUDA device"):
+            resolve_device("cuda")
+    with pytest.raises(ConfigError, match="device must be one of auto, cpu, cuda"):
+        resolve_device("tpu")
+    with pytest.raises(ConfigError, match="--device: pa-iaa trains on features"):
+        meta_train("pa-iaa", image_dir, device="cpu")
