@@ -23,7 +23,6 @@ from piaa.baselines.giaa import GenericPrior, GIAAConfig
 from piaa.errors import ConfigError
 from piaa.method import UserModel
 from piaa.nn import as_tensor
-from piaa.registry import register_method
 from piaa.tasks.format import RaterDataset
 
 
@@ -50,7 +49,6 @@ class FineTunedModel(UserModel):
         return {k: v.detach().clone() for k, v in self.params.items()}
 
 
-@register_method("finetune")
 class FineTune(GenericPrior):
     Config = FineTuneConfig
     summary = "BA-PIAA: generic prior fine-tuned on the rater's images (Adam, steps chosen on train raters)"

@@ -18,7 +18,6 @@ import torch
 
 from piaa.method import Method, MethodConfig, UserModel
 from piaa.nn import FeatureRegressor, predict_batched
-from piaa.registry import register_method
 from piaa.seeding import torch_seeded
 from piaa.tasks.format import RaterDataset
 from piaa.tasks.targets import generic_targets
@@ -65,7 +64,6 @@ class GenericUserModel(UserModel):
         return self.method.generic_score(x)
 
 
-@register_method("giaa")
 class GenericPrior(Method):
     Config = GIAAConfig
     summary = "generic aesthetics prior (MLP on features), no personalisation"

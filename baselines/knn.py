@@ -20,7 +20,6 @@ from piaa.baselines._embedding import PrincipalAxes, training_images
 from piaa.baselines._episodes import practice_episodes
 from piaa.baselines.giaa import GenericPrior, GIAAConfig
 from piaa.method import UserModel
-from piaa.registry import register_method
 from piaa.tasks.format import RaterDataset
 
 
@@ -69,7 +68,6 @@ class KNNUserModel(UserModel):
         }
 
 
-@register_method("knn")
 class NearestRated(GenericPrior):
     Config = KNNConfig
     summary = "generic prior + similarity-weighted votes of the rater's nearest rated images"

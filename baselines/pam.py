@@ -25,7 +25,6 @@ from piaa.baselines._embedding import PrincipalAxes, training_images
 from piaa.baselines._episodes import practice_episodes
 from piaa.baselines.giaa import GenericPrior, GIAAConfig
 from piaa.method import UserModel
-from piaa.registry import register_method
 from piaa.seeding import numpy_rng
 from piaa.tasks.format import RaterDataset
 
@@ -90,7 +89,6 @@ class PAMUserModel(UserModel):
         }
 
 
-@register_method("pam")
 class PersonalizedResidual(GenericPrior):
     Config = PAMConfig
     summary = "PAM (Ren et al. 2017): generic prior + per-rater ridge residual on content/attribute features"

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from piaa.method import UserModel
-from piaa.registry import register_method
 from piaa.baselines.giaa import GenericPrior, GIAAConfig
 
 
@@ -101,7 +100,6 @@ def loo_ridge(phi: np.ndarray, r: np.ndarray, lambdas: np.ndarray, *, intercept:
     return best
 
 
-@register_method("ridge")
 class RidgeResidual(GenericPrior):
     Config = RidgeConfig
     summary = "generic prior + closed-form ridge on the rater's residuals (λ by leave-one-out)"

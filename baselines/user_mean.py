@@ -20,7 +20,6 @@ import torch
 
 from piaa.baselines.giaa import GenericPrior, GIAAConfig
 from piaa.method import UserModel
-from piaa.registry import register_method
 from piaa.tasks.format import RaterDataset
 
 
@@ -41,7 +40,6 @@ class UserMeanModel(UserModel):
         return {"offset": torch.tensor([self.offset], dtype=torch.float64)}
 
 
-@register_method("user-mean")
 class UserMean(GenericPrior):
     Config = UserMeanConfig
     summary = "generic prior + the rater's mean offset (bias only; same SROCC as giaa)"

@@ -130,6 +130,10 @@ class Method(ABC):
         if overrides:
             cfg = self.Config.from_dict({**cfg.to_dict(), **overrides})
         self.config = cfg
+        if not type(self).__dict__.get("name"):  # built directly, not through the registry
+            from piaa.registry import METHODS
+
+            self.name = METHODS.name_of(type(self)) or type(self).name
         self.score_range: tuple[float, float] = (0.0, 1.0)
         self.feature_dim: int | None = None
         self.fit_log: list[dict[str, Any]] = []

@@ -14,6 +14,7 @@ import numpy as np
 
 from piaa import distributed
 from piaa.errors import ConfigError, DataError, RunError
+from piaa.method import Method
 from piaa.protocol import Evaluation, evaluate
 from piaa.registry import create_method
 from piaa.runs import Run, load_run, resolve_data, runs_root, save_run
@@ -106,6 +107,32 @@ def evaluate_run(
     result = evaluate(run.method, dataset, shots=shots, repeats=repeats, seed=seed, users=users, progress=progress)
     result.meta["run"] = run.path.name
     return result
+
+
+def evaluate_job(
+    *,
+    run: Run | str | os.PathLike | None = None,
+    method: str | None = None,
+    data: str | os.PathLike | None = None,
+    overrides: list[str] | None = None,
+    shots: Iterable[int] = (10, 100),
+    repeats: int = 10,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[Method, RaterDataset, Evaluation]:
+    """What `piaa evaluate` does: the protocol over every test rater of a saved run (default the
+    latest; `data` replaces its dataset) or, with `method`, of that method fitted first on the train
+    raters of `data`. Returns the method, the dataset and the evaluation."""
+    if method is not None:
+        if run is not None:
+            raise ConfigError("give either --run or --method, not both")
+        model = create_method(method, overrides)
+        dataset, _ = resolve_data(data, pixels=model.uses_images)
+        model.fit(dataset.without("test"), seed=seed, progress=progress)
+        return model, dataset, evaluate(model, dataset, shots=shots, repeats=repeats, seed=seed, progress=progress)
+    loaded = run if isinstance(run, Run) else load_run(run)
+    dataset = resolve_data(data, pixels=loaded.method.uses_images)[0] if data is not None else loaded.load_data()
+    return loaded.method, dataset, evaluate_run(loaded, dataset, shots=shots, repeats=repeats, seed=seed, progress=progress)
 
 
 def parse_big_five(text: str | Sequence[float]) -> np.ndarray:

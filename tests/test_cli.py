@@ -91,8 +91,12 @@ def test_adapt_unknown_user_and_too_many_shots(cli, tiny_dir, tmp_path):
 
 
 def test_methods_lists_registry(cli):
+    from piaa.registry import list_methods
+
     r = cli("methods")
-    assert r.code == 0 and "giaa" in r.out and "ridge" in r.out
+    listed = [line.split("│")[1].strip() for line in r.out.splitlines() if line.startswith("│") and line.split("│")[1].strip()]
+    assert r.code == 0 and listed == list(list_methods())  # every registered method, one row each, in order
+    assert {"giaa", "ridge", "pa-iaa", "maml", "knn"} <= set(listed)
 
 
 def test_demo_default_path(cli, demo_dir, monkeypatch):

@@ -146,5 +146,8 @@ def test_every_builtin_method_is_found_by_its_own_module():
 
     shipped = {name for name, cls in list_methods().items() if cls.__module__.startswith("piaa.")}
     assert set(_BUILTIN_METHODS) == shipped  # tests may register methods of their own
-    for name, module in _BUILTIN_METHODS.items():
-        assert method_class(name).__module__.startswith(module)
+    for name, target in _BUILTIN_METHODS.items():  # "module:Class", or a module registering its classes
+        module, _, attribute = target.partition(":")
+        cls = method_class(name)
+        assert cls.__module__ == module and cls.name == name
+        assert attribute in ("", cls.__qualname__)

@@ -16,7 +16,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-from piaa.errors import ConfigError, unknown_name
+from piaa.errors import ConfigError
+from piaa.plugins import Registry
+
+# name -> a function building (module, feature dim); other packages add theirs through the entry-point
+# group `piaa.trainable_backbones` (see piaa.plugins)
+TRAINABLE_BACKBONES: "Registry[Callable[[], tuple[nn.Module, int]]]" = Registry("trainable backbone", group="piaa.trainable_backbones")
 
 
 @dataclass(frozen=True)
@@ -42,12 +47,14 @@ class SmallCNN(nn.Module):
         return self.features(x).mean(dim=(-2, -1))
 
 
-def _small_cnn() -> tuple[nn.Module, int]:
+@TRAINABLE_BACKBONES.register("small-cnn")
+def small_cnn() -> tuple[nn.Module, int]:
     net = SmallCNN()
     return net, net.dim
 
 
-def _resnet18() -> tuple[nn.Module, int]:
+@TRAINABLE_BACKBONES.register("resnet18")
+def resnet18() -> tuple[nn.Module, int]:
     from piaa.features.torchvision_backbones import require_torchvision
 
     tv = require_torchvision()
@@ -57,17 +64,12 @@ def _resnet18() -> tuple[nn.Module, int]:
     return net, 512
 
 
-BACKBONES: dict[str, Callable[[], tuple[nn.Module, int]]] = {"small-cnn": _small_cnn, "resnet18": _resnet18}
-
-
 def build_backbone(name: str, weights: str = "") -> BuiltBackbone:
     """The named backbone, with `weights` (a local .safetensors or .pth state dict) or random init.
 
     Call under a seeded context (`piaa.seeding.torch_seeded`) for a reproducible random init.
     """
-    if name not in BACKBONES:
-        raise unknown_name("trainable backbone", name, BACKBONES)
-    module, dim = BACKBONES[name]()
+    module, dim = TRAINABLE_BACKBONES.get(name)()
     if not weights:
         return BuiltBackbone(module, dim, f"backbone {name} started from a random initialisation (no backbone_weights file given)")
     from piaa.features.torchvision_backbones import load_state_file

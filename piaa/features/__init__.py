@@ -3,6 +3,6 @@
 `handcrafted` needs only numpy/PIL/scipy; torchvision and CLIP backbones need `pip install 'piaa[vision]'`.
 """
 
-from piaa.features.registry import Backbone, create_backbone, list_backbones, register_backbone
+from piaa.features.registry import BACKBONES, Backbone, BackboneSpec, create_backbone, list_backbones, register_backbone
 
-__all__ = ["Backbone", "create_backbone", "list_backbones", "register_backbone"]
+__all__ = ["BACKBONES", "Backbone", "BackboneSpec", "create_backbone", "list_backbones", "register_backbone"]

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from piaa.errors import ConfigError
-from piaa.features.registry import Backbone, register_backbone
+from piaa.features.registry import Backbone, BackboneSpec
 
 # piaa name → (open_clip model name, published pretrained tag, embedding dim)
 CLIP_MODELS: dict[str, tuple[str, str, int]] = {
@@ -76,15 +76,7 @@ def make_clip(name: str, *, weights=None, download: bool = False, seed: int = 0)
     return ClipBackbone(name, model, preprocess, dim, info)
 
 
-def _register(name: str) -> None:
-    model_name, tag, dim = CLIP_MODELS[name]
-
-    @register_backbone(name, summary=f"CLIP {model_name} ({tag}) image embedding, {dim}-d, via open_clip", needs="vision", modules=("open_clip",))
-    def factory(*, weights=None, download: bool = False, seed: int = 0) -> Backbone:
-        return make_clip(name, weights=weights, download=download, seed=seed)
-
-    factory.__qualname__ = f"clip_{name}"
-
-
-for _name in CLIP_MODELS:
-    _register(_name)
+SPECS = {
+    name: BackboneSpec(name, make_clip, f"CLIP {model_name} ({tag}) image embedding, {dim}-d, via open_clip", needs="vision", modules=("open_clip",))
+    for name, (model_name, tag, dim) in CLIP_MODELS.items()
+}

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from piaa.features.registry import Backbone, register_backbone
+from piaa.features.registry import Backbone, BackboneSpec
 
 WORK_SIDE = 256
 HUE_BINS = 12
@@ -138,10 +138,12 @@ class Handcrafted(Backbone):
         }
 
 
-@register_backbone("handcrafted", summary=f"{len(FEATURE_NAMES)} classic measurements (brightness, colour, sharpness, thirds, symmetry); no weights")
-def _make_handcrafted(*, weights=None, download: bool = False, seed: int = 0) -> Backbone:
+def make_handcrafted(name: str = "handcrafted", *, weights=None, download: bool = False, seed: int = 0) -> Backbone:
     if weights not in (None, "random"):
         from piaa.errors import ConfigError
 
         raise ConfigError("the handcrafted backbone has no weights; drop --weights")
     return Handcrafted()
+
+
+SPEC = BackboneSpec("handcrafted", make_handcrafted, f"{len(FEATURE_NAMES)} classic measurements (brightness, colour, sharpness, thirds, symmetry); no weights")

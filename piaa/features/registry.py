@@ -1,8 +1,7 @@
-"""Backbones by name: `@register_backbone` next to each implementation, did-you-mean on a typo."""
+"""Backbones by name (`--backbone NAME`): the interface, the spec each registers, the built-in table."""
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -10,12 +9,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from piaa.errors import ConfigError, unknown_name
-
-# Modules that register the built-in backbones; imported on first lookup (they import torch lazily).
-_BUILTIN_MODULES = ("piaa.features.handcrafted", "piaa.features.torchvision_backbones", "piaa.features.clip")
-_BACKBONES: dict[str, "BackboneSpec"] = {}
-_loaded = False
+from piaa.plugins import Registry
 
 
 class Backbone(ABC):
@@ -40,7 +34,10 @@ class Backbone(ABC):
 
 
 class BackboneSpec:
-    def __init__(self, name: str, factory: Callable[..., Backbone], summary: str, needs: str | None, modules: tuple[str, ...]):
+    """A named backbone: `factory(name, *, weights, download, seed) -> Backbone`, a one-line
+    summary, and the optional extra / importable modules it needs (for `piaa features backbones`)."""
+
+    def __init__(self, name: str, factory: Callable[..., Backbone], summary: str, needs: str | None = None, modules: tuple[str, ...] = ()):
         self.name, self.factory, self.summary, self.needs, self.modules = name, factory, summary, needs, modules
 
     def available(self) -> bool:
@@ -49,45 +46,41 @@ class BackboneSpec:
 
         return all(importlib.util.find_spec(m) is not None for m in self.modules)
 
+    def create(self, *, weights: str | Path | None = None, download: bool = False, seed: int = 0) -> Backbone:
+        return self.factory(self.name, weights=weights, download=download, seed=seed)
+
+
+# The built-in backbones: a module attribute holding a BackboneSpec, or a dict of them (a family of
+# variants). Each module is imported on first lookup (they import torch lazily). Another package
+# adds backbones through the entry-point group `piaa.backbones`.
+BACKBONES: Registry[BackboneSpec] = Registry("backbone", group="piaa.backbones")
+BACKBONES.add("handcrafted", "piaa.features.handcrafted:SPEC")
+BACKBONES.add_family("piaa.features.torchvision_backbones:SPECS")
+BACKBONES.add_family("piaa.features.clip:SPECS")
+
 
 def register_backbone(name: str, *, summary: str, needs: str | None = None, modules: tuple[str, ...] = ()) -> Callable:
-    """Register `factory(weights=..., download=..., seed=...) -> Backbone` under `name`.
+    """Decorator form: register `factory(weights=..., download=..., seed=...) -> Backbone` under `name`.
 
     `needs` names the optional extra (e.g. "vision") so `piaa features backbones` can say what to install.
     """
 
     def wrap(factory: Callable[..., Backbone]) -> Callable[..., Backbone]:
-        if name in _BACKBONES and _BACKBONES[name].factory is not factory and _BACKBONES[name].factory.__qualname__ != factory.__qualname__:
-            raise ConfigError(f"backbone name {name!r} is already taken")
-        _BACKBONES[name] = BackboneSpec(name, factory, summary, needs, modules)
+        BACKBONES.register(name)(BackboneSpec(name, lambda _name, **kw: factory(**kw), summary, needs, modules))
         return factory
 
     return wrap
 
 
-def _load_builtins() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in _BUILTIN_MODULES:
-            importlib.import_module(module)
-
-
 def backbone_spec(name: str) -> BackboneSpec:
-    _load_builtins()
-    try:
-        return _BACKBONES[name]
-    except KeyError:
-        raise unknown_name("backbone", name, _BACKBONES) from None
+    return BACKBONES.get(name)
 
 
 def list_backbones() -> dict[str, BackboneSpec]:
-    _load_builtins()
-    return dict(sorted(_BACKBONES.items()))
+    return BACKBONES.items()
 
 
 def create_backbone(name: str, *, weights: str | Path | None = None, download: bool = False, seed: int = 0) -> Backbone:
     """Build a backbone. `weights`: None = the published weights (from the local cache, or fetched
     when `download`), "random" = seeded random initialisation (tests, smoke runs), or a local file."""
-    spec = backbone_spec(name)
-    return spec.factory(weights=weights, download=download, seed=seed)
+    return backbone_spec(name).create(weights=weights, download=download, seed=seed)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from piaa.errors import ConfigError
-from piaa.features.registry import Backbone, register_backbone
+from piaa.features.registry import Backbone, BackboneSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -188,15 +188,7 @@ def make_torchvision(name: str, *, weights=None, download: bool = False, seed: i
     return TorchvisionBackbone(name, model, arch, info)
 
 
-def _register(name: str) -> None:
-    arch = ARCHS[name]
-
-    @register_backbone(name, summary=f"torchvision {name}, {arch.dim}-d penultimate layer, {arch.crop}px centre crop", needs="vision", modules=("torchvision",))
-    def factory(*, weights=None, download: bool = False, seed: int = 0) -> Backbone:
-        return make_torchvision(name, weights=weights, download=download, seed=seed)
-
-    factory.__qualname__ = f"torchvision_{name}"
-
-
-for _name in ARCHS:
-    _register(_name)
+SPECS = {
+    name: BackboneSpec(name, make_torchvision, f"torchvision {name}, {arch.dim}-d penultimate layer, {arch.crop}px centre crop", needs="vision", modules=("torchvision",))
+    for name, arch in ARCHS.items()
+}

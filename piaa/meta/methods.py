@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from piaa import distributed
-from piaa.e2e.backbones import BACKBONES
+from piaa.e2e.backbones import TRAINABLE_BACKBONES
 from piaa.e2e.device import DEVICES, on_device, resolve_device
 from piaa.e2e.model import GroupLR, build_image_model, lr_scales
 from piaa.e2e.train import fit_on_images
@@ -103,7 +103,6 @@ class MetaConfig(MethodConfig):
             (self.inner_params in ("all", "last"), "inner_params must be all or last"),
             (not (self.inner_params == "last" and self.order == "reptile"), "inner_params=last needs order second or first"),
             (not (self.learn_inner_lr and self.order == "reptile"), "learn_inner_lr needs order second or first"),
-            (self.backbone in ("",) + tuple(BACKBONES), f"backbone must be empty (features) or one of {', '.join(BACKBONES)}"),
             (not (self.backbone and (self.learn_inner_lr or self.inner_params != "all")), "learn_inner_lr and inner_params=last are for the feature head only (no backbone)"),
             (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
             (self.backbone_lr_scale > 0 and self.pretrain_batch >= 1, "backbone_lr_scale and pretrain_batch must be positive"),
@@ -115,6 +114,8 @@ class MetaConfig(MethodConfig):
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{type(self).__name__}: {message}")
+        if self.backbone:
+            TRAINABLE_BACKBONES.get(self.backbone)  # an unknown name is a ConfigError naming the closest one
 
 
 class AdaptedUserModel(UserModel):

@@ -28,7 +28,6 @@ from piaa.personality.link import TasteLink, fit_taste_link, select_link_l2
 from piaa.personality.losses import DISTRIBUTION_LOSSES
 from piaa.personality.model import PersonalityAssistedNet, predict_heads, torch_threads
 from piaa.personality.training import TaskData, personality_quality, train_multitask
-from piaa.registry import register_method
 from piaa.seeding import numpy_rng, torch_seeded
 from piaa.tasks.format import BIG_FIVE, RaterDataset
 
@@ -70,7 +69,6 @@ class PAUserModel(UserModel):
         }
 
 
-@register_method("pa-iaa")
 class PersonalityAssisted(Method):
     Config = PAIAAConfig
     summary = "personality-assisted multi-task model: s_generic + w·p(x), zero-shot from Big-Five (PA-IAA)"

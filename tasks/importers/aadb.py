@@ -28,6 +28,7 @@ from piaa.tasks.importers.common import (
     read_text_lines,
     read_worker_list,
 )
+from piaa.tasks.importers.registry import Importer, Option
 
 SCORE_RANGE = (1.0, 5.0)
 MIN_TEST_RATINGS = 110  # enough for the 100-shot protocol plus 10 query images
@@ -132,3 +133,14 @@ def parse_aadb(
         meta={"source": "AADB", "annotations": [str(f) for f in files], "split": split},
         notes=notes,
     )
+
+
+IMPORTER = Importer(
+    summary="AADB: per-rater overall scores (1..5) from the released MTurk annotations.",
+    parse=parse_aadb,
+    options=(
+        Option("annotations", "Raw MTurk result CSV, long worker,image,score CSV, or a folder of them (repeatable).", required=True, multiple=True),
+        Option("test_workers", "Test-worker list: CSV with header ID, or space-separated with a worker column."),
+        Option("split_seed", type=int, default=0, arg="seed"),
+    ),
+)

@@ -18,6 +18,7 @@ from piaa.errors import DataError
 from piaa.tasks.distributions import DISTRIBUTIONS, KIND, read_distributions
 from piaa.tasks.feature_store import FeatureStore, open_store
 from piaa.tasks.importers.common import ImportReport, ParsedDataset, gather_features, match_features, read_text_lines, require_file, store_meta
+from piaa.tasks.importers.registry import Importer, Option
 
 N_SCORES = 10
 N_FIELDS = 15
@@ -77,3 +78,12 @@ def write_ava(parsed: ParsedDataset, features: str | Path | FeatureStore, out: s
         parsed.distributions.to_csv(tmp / DISTRIBUTIONS, index=False)
         read_distributions(tmp)  # never publish what we could not read back
     return ImportReport(path=out, images=len(names), ratings=0, raters={}, dropped=dropped, notes=parsed.notes + notes)
+
+
+IMPORTER = Importer(
+    summary="AVA: per-image score distributions (1..10) for generic aesthetics heads.",
+    parse=parse_ava,
+    options=(Option("ava_txt", "AVA.txt: index, image id, 10 vote counts, 2 tags, challenge id per line.", required=True, arg="path"),),
+    write=write_ava,
+    help={"out": "Distribution-set directory to create.", "drop_missing": "Drop images without features and report the count."},
+)

@@ -28,6 +28,7 @@ from piaa.tasks.importers.common import (
     read_text_lines,
     read_worker_list,
 )
+from piaa.tasks.importers.registry import Importer, Option
 
 LABELS_FILE = "FLICKR-AES_image_labeled_by_each_worker.csv"
 SCORES_FILE = "FLICKR-AES_image_score.txt"
@@ -148,3 +149,16 @@ def parse_flickr_aes(
         meta={"source": "FLICKR-AES", "labels": str(labels), "split": split},
         notes=notes,
     )
+
+
+IMPORTER = Importer(
+    summary="FLICKR-AES: worker ratings (1..5) of 40K Flickr images; 37 test workers in the standard split.",
+    parse=parse_flickr_aes,
+    options=(
+        Option("root", "Folder with FLICKR-AES_image_labeled_by_each_worker.csv (or per-worker <worker>.csv files)."),
+        Option("labels", "The label CSV, or a folder of per-worker CSVs (default: found in --root)."),
+        Option("test_workers", "Test-worker list: CSV with header ID, or space-separated with a worker column."),
+        Option("split_seed", "Seed of the derived split when no --test-workers is given.", type=int, default=0, arg="seed"),
+    ),
+    help={"out": "Rater-dataset directory to create."},
+)

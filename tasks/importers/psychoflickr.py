@@ -21,6 +21,7 @@ from piaa.errors import DataError
 from piaa.tasks.feature_store import FeatureStore, open_store
 from piaa.tasks.format import BIG_FIVE, read_dataset, write_dataset
 from piaa.tasks.importers.common import ImportReport, ParsedDataset, gather_features, match_features, read_table, read_text_lines, require_file
+from piaa.tasks.importers.registry import Importer, Option
 
 _LETTERS = dict(zip("OCEAN", BIG_FIVE))
 
@@ -193,3 +194,25 @@ def merge_personality(
     )
     splits = users["split"].value_counts()
     return ImportReport(path=path, images=len(data.images) + len(new_images), ratings=len(data.ratings), raters={s: int(splits.get(s, 0)) for s in ("train", "test", "personality")}, dropped=dropped, notes=notes)
+
+
+def _merge(parsed: ParsedDataset, features, out, *, drop_missing: bool, overwrite: bool, into) -> ImportReport:
+    return merge_personality(parsed, into, out, features=features, drop_missing=drop_missing, overwrite=overwrite)
+
+
+IMPORTER = Importer(
+    summary="PsychoFlickr: Big-Five users and their liked images, merged into a rating dataset in one step.",
+    parse=parse_psychoflickr,
+    options=(
+        Option("into", "Rating dataset to add the personality raters to (required unless --dry-run).", for_write=True),
+        Option("per_image", "Space-separated file: image path, then O C E A N in [-1, 1]."),
+        Option("users", "CSV: user and the five Big-Five columns (names or O,C,E,A,N)."),
+        Option("likes", "CSV: user,image (with --users)."),
+        Option("user_from", "Per-image form: users are image folders ('folder') or distinct trait vectors ('traits').", type=str, default="auto"),
+        Option("user_prefix", "Prefix for personality user ids (to avoid clashes).", type=str, default=""),
+    ),
+    write=_merge,
+    needs=("into", "out"),
+    needs_message="give --into DATASET and --out DIR: personality raters are merged into a rating dataset (or --dry-run)",
+    help={"features": "Feature store for liked images not already in --into (same backbone)."},
+)
