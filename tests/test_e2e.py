@@ -149,3 +149,9 @@ def test_device_choice_is_checked_in_one_line(image_dir):
         resolve_device("tpu")
     with pytest.raises(ConfigError, match="--device: pa-iaa trains on features"):
         meta_train("pa-iaa", image_dir, device="cpu")
+
+
+def test_simulate_images_size_must_be_a_multiple_of_8(cli, tmp_path):
+    result = cli("data", "simulate", "--out", str(tmp_path / "d"), "--images", "12")
+    assert result.code == 2 and "--images expects 0 or a multiple of 8, got 12" in result.err
+    assert not (tmp_path / "d").exists()

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from typer.core import TyperGroup
 
-from piaa.commands.output import err, escape, key_value_table, out
+from piaa.commands.output import UsageFailure, err, escape, key_value_table, out
 
 app = typer.Typer(no_args_is_help=True, help="Rater datasets: describe, simulate, import.")
 
@@ -32,12 +32,19 @@ def data_describe(path: Path = typer.Argument(..., help="Rater-dataset directory
 def data_simulate(
     out_dir: Path = typer.Option(..., "--out", help="Directory to create."),
     seed: int = typer.Option(0, "--seed"),
+    images: int = typer.Option(0, "--images", help="Also draw SIZExSIZE images from the features (a multiple of 8), for training end to end (--set backbone=small-cnn); 0: none."),
 ) -> None:
     """Write the simulated demo dataset (the embedded demo is seed 0)."""
     from piaa.tasks.simulate import write_demo
 
+    if images and (images < 8 or images % 8):
+        raise UsageFailure(f"--images expects 0 or a multiple of 8, got {images}")
     path = write_demo(out_dir, seed=seed)
-    out.print(f"demo dataset written to [bold]{path}[/]")
+    if images:
+        from piaa.tasks.simulate_images import render_images
+
+        render_images(path, size=images, seed=seed)
+    out.print(f"demo dataset written to [bold]{path}[/]" + (f" with {images}x{images} images (images_root: images)" if images else ""))
 
 
 class ImporterGroup(TyperGroup):
