@@ -155,3 +155,27 @@ def test_simulate_images_size_must_be_a_multiple_of_8(cli, tmp_path):
     result = cli("data", "simulate", "--out", str(tmp_path / "d"), "--images", "12")
     assert result.code == 2 and "--images expects 0 or a multiple of 8, got 12" in result.err
     assert not (tmp_path / "d").exists()
+
+
+def test_finetune_trains_its_prior_end_to_end_and_tunes_the_backbone_per_rater(image_dir, tmp_path):
+    from piaa.protocol import evaluate
+    from piaa.runs import load_run, save_run
+
+    data = read_dataset(image_dir, pixels=True)
+    method = create_method("finetune", backbone="small-cnn", device="cpu", hidden=(8,), epochs=2, batch_size=32,
+                           step_grid=(5,), practice_shots=(10,), practice_raters=2)
+    with torch_seeded(0, "giaa-init"):
+        init = {k: v.clone() for k, v in method._build(0).state_dict().items()}
+    method.fit(data.without("test"), seed=0)
+    trained = method.model.state_dict()
+    assert any(not torch.equal(trained[k], init[k]) for k in init if k.startswith("body.backbone."))
+    assert "random initialisation" in method.notes()[0]
+    rater = data.raters("test")[0]
+    x = np.asarray(data.features[rater.image_index])
+    user = method.adapt(x[:10], rater.scores[:10], seed=0)
+    prior = dict(method.model.body.named_parameters())
+    assert any(not torch.equal(v, prior[k]) for k, v in user.params.items() if k.startswith("backbone."))
+    result = evaluate(method, data, shots=[10], repeats=1, seed=0)
+    assert result.summary["n_users"].iloc[0] == SPEC.n_test_raters and np.isfinite(result.summary["srocc_mean"].iloc[0])
+    run = load_run(save_run(method, data_ref=str(image_dir), seed=0, out=tmp_path / "run"))
+    np.testing.assert_allclose(run.method.adapt(x[:10], rater.scores[:10], seed=0).predict(x[10:]), user.predict(x[10:]), rtol=0, atol=1e-5)

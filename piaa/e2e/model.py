@@ -61,3 +61,43 @@ class GroupLR:
 
     def step(self, params, grads, state, lrs=None):
         return self.base.step(params, grads, state, self.lrs if lrs is None else lrs)
+
+
+class PixelRows(nn.Module):
+    """Stands where a feature regressor standardises its input: pixel rows are already normalised."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class ImageBody(nn.Module):
+    """Pixel rows [n, 3·S·S] → backbone → MLP → [n, 1] (no squashing: a regressor's raw output)."""
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, hidden: Sequence[int], dropout: float = 0.0):
+        super().__init__()
+        self.backbone = backbone
+        self.head = mlp(feature_dim, hidden, 1, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        side = math.isqrt(x.shape[-1] // 3)
+        return self.head(self.backbone(x.reshape(-1, 3, side, side))).reshape(*x.shape[:-1], 1)
+
+
+class ImageRegressor(nn.Module):
+    """The end-to-end counterpart of `piaa.nn.FeatureRegressor` (same `standardize`/`body` layout,
+    so the baselines built on the generic prior fine-tune it the same way)."""
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, hidden: Sequence[int], dropout: float = 0.0):
+        super().__init__()
+        self.standardize = PixelRows()
+        self.body = ImageBody(backbone, feature_dim, hidden, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.standardize(x)).squeeze(-1)
+
+
+def build_image_regressor(backbone: str, weights: str, hidden: Sequence[int], dropout: float) -> tuple[ImageRegressor, str]:
+    from piaa.e2e.backbones import build_backbone
+
+    built = build_backbone(backbone, weights)
+    return ImageRegressor(built.module, built.dim, hidden, dropout), built.note

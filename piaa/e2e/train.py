@@ -31,9 +31,14 @@ class RatedImages(Dataset):
         return torch.from_numpy(np.asarray(self.pixels[int(self.rows[i])], dtype=np.float32)), self.y[i], self.w[i]
 
 
+def is_backbone(name: str) -> bool:
+    """Whether a parameter name is a backbone weight (`backbone.*`, at any depth)."""
+    return name.startswith(BACKBONE_PREFIX) or f".{BACKBONE_PREFIX}" in name
+
+
 def param_groups(model: nn.Module, lr: float, backbone_lr_scale: float) -> list[dict[str, Any]]:
-    backbone = [p for k, p in model.named_parameters() if k.startswith(BACKBONE_PREFIX)]
-    head = [p for k, p in model.named_parameters() if not k.startswith(BACKBONE_PREFIX)]
+    backbone = [p for k, p in model.named_parameters() if is_backbone(k)]
+    head = [p for k, p in model.named_parameters() if not is_backbone(k)]
     return [g for g in ({"params": backbone, "lr": lr * backbone_lr_scale}, {"params": head, "lr": lr}) if g["params"]]
 
 
