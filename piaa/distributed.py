@@ -1,4 +1,7 @@
-"""torch.distributed for meta-training: raters of a meta-batch split over processes.
+"""torch.distributed under torchrun: the process group, sharding, and collectives done by hand.
+
+Used by meta-training (raters of a meta-batch split over processes), the end-to-end consensus
+pre-training (piaa.e2e.train: batches split, gradients added) and `features extract` (images split).
 
 DDP cannot carry MAML's double backward (pytorch#63812, #63929), so piaa does the data parallelism
 by hand: every rank draws the same meta-batch (same seed, same step), keeps a contiguous share of
