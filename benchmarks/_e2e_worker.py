@@ -1,6 +1,7 @@
 """One timed job for benchmarks/e2e.py, run in one process or under torchrun (rank 0 prints JSON).
 
     _e2e_worker.py meta-train DATA METHOD STEPS [field=value ...]
+    _e2e_worker.py pretrain DATA EPOCHS [field=value ...]
     _e2e_worker.py extract IMAGES OUT
 """
 
@@ -32,6 +33,20 @@ with distributed.session() as group:
         cfg = model.config
         images = steps * cfg.meta_batch * (max(cfg.support_shots) + cfg.query_size)
         result = {"seconds": seconds, "images": images, "meta_steps": steps}
+    elif job == "pretrain":  # blg-piaa's consensus pre-training alone (meta_steps=0)
+        from piaa.registry import create_method
+        from piaa.tasks.format import read_dataset
+        from piaa.tasks.targets import generic_targets
+
+        data_dir, epochs, sets = sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+        model = create_method("blg-piaa", sets + [f"pretrain_epochs={epochs}", "meta_steps=0"])
+        data = read_dataset(data_dir, pixels=True).without("test")
+        distributed.barrier(group)
+        start = time.perf_counter()
+        model.fit(data, seed=0)
+        distributed.barrier(group)
+        ran = sum(1 for e in model.fit_log if "pretrain_epoch" in e)
+        result = {"seconds": time.perf_counter() - start, "images": ran * len(generic_targets(data).image_index)}
     else:
         from piaa.features.extract import extract_features
 

@@ -4,6 +4,7 @@
   rendered from the simulator: `piaa.tasks.simulate_images`), in rater-images per second:
   meta_batch x (support + query) images per meta-step, over the wall time of `fit` (no consensus
   pre-training, no validation; decoded images are cached after their first use);
+- the consensus pre-training on those images (data parallel with two processes), images per second;
 - feature extraction (`features extract --backbone handcrafted`) on 96x96 images, images per second.
 
     python benchmarks/e2e.py            # writes its section of docs/benchmarks.md
@@ -67,7 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    steps, n_images = (4, 64) if args.quick else (12, 256)
+    steps, n_images, epochs = (4, 64, 1) if args.quick else (12, 256, 3)
     rows_meta, rows_extract = [], []
     with tempfile.TemporaryDirectory() as tmp:
         data = write_demo(Path(tmp) / "data", seed=0, spec=SPEC)
@@ -79,6 +80,12 @@ def main() -> None:
                 rates[nproc], rss[nproc] = r["images"] / r["seconds"], r["peak_rss_mb"]
                 print(f"{method} meta-training, {nproc} process(es): {rates[nproc]:.0f} rater-images/s ({r['seconds']:.1f} s)", flush=True)
             rows_meta.append((method, rates[1], rates[2], rss[1], rss[2]))
+        rates, rss = {}, {}
+        for nproc in (1, 2):
+            r = run(["pretrain", str(data), str(epochs), *COMMON], nproc)
+            rates[nproc], rss[nproc] = r["images"] / r["seconds"], r["peak_rss_mb"]
+            print(f"consensus pre-training, {nproc} process(es): {rates[nproc]:.0f} images/s ({r['seconds']:.1f} s)", flush=True)
+        rows_pretrain = [("blg-piaa consensus pre-training, small-cnn (images/s)", rates[1], rates[2], rss[1], rss[2])]
         images = Path(tmp) / "images"
         images.mkdir()
         rng = np.random.default_rng(0)
@@ -94,7 +101,8 @@ def main() -> None:
         "`python benchmarks/e2e.py`. CPU only (no GPU on this machine, so no GPU figures); one thread per process;",
         "two processes are `torchrun --nproc_per_node 2` with gloo on 127.0.0.1. Meta-training: small-cnn on 32x32",
         f"images, meta-batch 4 raters x (10 support + 10 query), {steps} meta-steps, no pre-training or validation;",
-        "rater-images/s = meta-steps x 4 x 20 / wall seconds of `fit`. Extraction: "
+        "rater-images/s = meta-steps x 4 x 20 / wall seconds of `fit`. Consensus pre-training: "
+        f"{epochs} epochs over the train images (batch 32, data parallel with 2 processes), images/s = epochs x images / wall seconds. Extraction: "
         f"{n_images} images, wall seconds of `extract_features`.",
         "",
         "Peak memory is the resident set of rank 0 (each process holds the model and its share of a meta-batch).",
@@ -104,6 +112,8 @@ def main() -> None:
     ]
     for name, one, two, m1, m2 in rows_meta:
         body.append(f"| meta-train {name} (rater-images/s) | {one:.0f} | {two:.0f} | {two / one:.2f}x | {m1:.0f} / {m2:.0f} |")
+    for name, one, two, m1, m2 in rows_pretrain:
+        body.append(f"| {name} | {one:.0f} | {two:.0f} | {two / one:.2f}x | {m1:.0f} / {m2:.0f} |")
     for name, one, two, m1, m2 in rows_extract:
         body.append(f"| features extract {name} (images/s) | {one:.0f} | {two:.0f} | {two / one:.2f}x | {m1:.0f} / {m2:.0f} |")
     body += ["", "The 2 cores were shared with other jobs while this ran (see the load average above): "
