@@ -27,6 +27,8 @@ _BUILTIN_METHODS = {
     "user-mean": "piaa.baselines.user_mean:UserMean",
     **dict.fromkeys(("blg-piaa", "maml", "fomaml", "reptile", "meta-sgd", "anil"), "piaa.meta.methods"),
     "pa-iaa": "piaa.personality.method:PersonalityAssisted",
+    "learned-prior": "piaa.priors.learned_prior:LearnedPrior",
+    "task-vector": "piaa.priors.task_vector:TaskVector",
 }
 
 

@@ -110,6 +110,15 @@ class PixelArray:
     def path(self, row: int) -> Path:
         return self.root / self.images[row]
 
+    def fingerprint(self) -> str:
+        """What the rows depend on without decoding them: the transform and each file's size and
+        modification time (a resumed training must see the same images)."""
+        parts = [repr(self.transform.describe())]
+        for name in self.images:
+            st = (self.root / name).stat()
+            parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+        return "\n".join(parts)
+
     def __getitem__(self, index: Any) -> np.ndarray:
         if isinstance(index, tuple):
             rows_index, rest = index[0], index[1:]
