@@ -112,12 +112,12 @@ def test_torchrun_resumes_a_one_process_checkpoint_and_ends_with_the_uninterrupt
     from piaa.meta.checkpoint import load_checkpoint
     from piaa.registry import create_method
     from piaa.runs import resolve_data
-    from piaa.workflows import checkpoint_dir_for
+    from piaa.workflows import checkpoint_dir_for, data_content_hash
 
     meta_train("blg-piaa", tiny_dir, out=tmp_path / "one", seed=5, overrides=QUICK_RUN)
     model = create_method("blg-piaa", QUICK_RUN)
     data, ref = resolve_data(tiny_dir)
-    checkpoints = checkpoint_dir_for(model.name, model.config.to_dict(), ref, 5, tmp_path / "two")
+    checkpoints = checkpoint_dir_for(model.name, model.config.to_dict(), ref, 5, tmp_path / "two", content=data_content_hash(data))
 
     def stop(step: int) -> None:
         if step == 4:
