@@ -229,8 +229,12 @@ def _numeric(df: pd.DataFrame, col: str, file: str, what: str) -> np.ndarray:
     return values
 
 
-def read_dataset(path: str | Path) -> RaterDataset:
-    """Read and validate a rater-dataset directory. Raises `DataError` on the first problem."""
+def read_dataset(path: str | Path, *, pixels: bool = False) -> RaterDataset:
+    """Read and validate a rater-dataset directory. Raises `DataError` on the first problem.
+
+    With `pixels`, `features` are the images under dataset.json's `images_root` as pixel rows
+    (`piaa.tasks.images.PixelArray`, for end-to-end training) instead of features.npy.
+    """
     root = Path(path)
     if not root.is_dir():
         raise DataError(str(root), "is not a directory (expected a rater dataset: dataset.json, ratings.csv, ...)")
@@ -248,7 +252,15 @@ def read_dataset(path: str | Path) -> RaterDataset:
     if empty is not None:
         raise DataError("images.csv", "empty image id", line=empty + 2, field="image")
 
-    features = _read_features(root / "features.npy", len(images))
+    if pixels:
+        from piaa.tasks.images import pixel_array
+
+        features = pixel_array(meta, root, images.tolist())
+    elif not (root / "features.npy").exists() and "images_root" in meta:
+        raise DataError(str(root / "features.npy"), "is missing: this dataset has images only (images_root); extract features "
+                        "(piaa features extract) or train end to end on the images (--set backbone=small-cnn)")
+    else:
+        features = _read_features(root / "features.npy", len(images))
 
     users = _read_users(root / "users.csv")
     known_users = set(users["user"])

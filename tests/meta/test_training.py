@@ -24,7 +24,7 @@ from piaa.meta.checkpoint import INDEX, load_checkpoint
 QUICK = dict(hidden=(16, 8), pretrain_epochs=3, meta_steps=12, val_every=4, checkpoint_every=4, patience=0,
              support_shots=(10,), query_size=10, val_shots=(10,), adapt_steps=3)
 
-PRESETS = ["blg-piaa", "maml", "fomaml", "reptile", "meta-sgd"]
+PRESETS = ["blg-piaa", "maml", "fomaml", "reptile", "meta-sgd", "anil"]
 
 
 def _quick(name: str, **more):
@@ -117,8 +117,8 @@ def test_adapt_fits_the_support_set_and_reports_adapted_weights(small):
     lo, hi = small.score_range
     assert ((user.predict(x) >= lo) & (user.predict(x) <= hi)).all()
     state = user.state_dict()
-    assert set(state) == {k for k in method.meta}
-    assert any(not torch.equal(state[k], method.meta[k]) for k in state)
+    assert set(state) == set(method.meta["params"])
+    assert any(not torch.equal(state[k], method.meta["params"][k]) for k in state)
     # Same seed → same adapted weights.
     assert _same(state, method.adapt(x, y, seed=1).state_dict())
 
