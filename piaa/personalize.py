@@ -302,15 +302,9 @@ class Personalizer:
         return y
 
     def _check_big_five(self, big_five: Any) -> list[float] | None:
-        if big_five is None:
-            return None
-        try:
-            b5 = np.asarray(big_five, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            raise DataError("big_five", "expected five numbers in [-1, 1] (O, C, E, A, N)") from None
-        if b5.shape != (5,) or not np.isfinite(b5).all() or np.abs(b5).max() > 1:
-            raise DataError("big_five", f"expected five numbers in [-1, 1] (O, C, E, A, N), got {big_five!r}")
-        return [float(v) for v in b5]
+        from piaa.tasks.format import parse_big_five
+
+        return None if big_five is None else parse_big_five(big_five).tolist()
 
     # -- adapting and scoring -------------------------------------------------------------------------
     def adapt(

@@ -18,7 +18,8 @@ from piaa.protocol import Evaluation, evaluate
 from piaa.registry import create_method
 from piaa.runs import Run, load_run, resolve_data, runs_root, save_run
 from piaa.tasks.format import BIG_FIVE, RaterDataset
-from piaa.tasks.sampling import eligible
+from piaa.tasks.format import parse_big_five as _parse_big_five
+from piaa.tasks.sampling import MIN_QUERY, eligible
 
 # The best all-round method on the demo (best at 0 and 10 shots, close to the best at 100) and quick
 # to train; see docs/results.md. Every command takes --method to choose another.
@@ -109,17 +110,7 @@ def evaluate_job(
 
 def parse_big_five(text: str | Sequence[float]) -> np.ndarray:
     """'O,C,E,A,N' (or five numbers) → float32 [5], each in [-1, 1]; anything else is a ConfigError."""
-    items = [v.strip() for v in text.split(",")] if isinstance(text, str) else list(text)
-    if len(items) != 5:
-        raise ConfigError(f"--big-five expects 5 comma-separated numbers O,C,E,A,N in [-1, 1], got {len(items)}: {text!r}")
-    try:
-        values = np.array([float(v) for v in items], dtype=np.float64)
-    except ValueError:
-        raise ConfigError(f"--big-five expects numbers O,C,E,A,N in [-1, 1], got {text!r}") from None
-    bad = np.flatnonzero(~np.isfinite(values) | (np.abs(values) > 1))
-    if len(bad):
-        raise ConfigError(f"--big-five: {BIG_FIVE[bad[0]]} is {values[bad[0]]}, expected a number in [-1, 1]")
-    return values.astype(np.float32)
+    return _parse_big_five(text, error=lambda message: ConfigError(f"--big-five: {message}")).astype(np.float32)
 
 
 def with_big_five(data: RaterDataset, user: str, big_five: Sequence[float]) -> RaterDataset:
@@ -143,7 +134,7 @@ def adapt_user(
     if len(rater) == 0:
         raise DataError("ratings.csv", f"user {user!r} has no ratings")
     if not eligible(rater, shots):
-        raise DataError("ratings.csv", f"user {user!r} has {len(rater)} rated images; {shots} shots need at least {shots + 10}")
+        raise DataError("ratings.csv", f"user {user!r} has {len(rater)} rated images; {shots} shots need at least {shots + MIN_QUERY}")
     method = run.method
     if big_five is not None:
         if not method.uses_big_five:

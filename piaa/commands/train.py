@@ -31,7 +31,7 @@ def meta_train(
     out.print(f"[bold]{run.info['method']}[/] trained on {run.data_ref} (seed {seed})")
     out.print_json(json.dumps(run.info["config"]))
     print_personality_report(run.info.get("extra_state", {}).get("personality"))
-    print_notes(getattr(run.method, "notes", lambda: [])(), label="warning")
+    print_notes(run.method.notes(), label="warning")
     out.print(f"run saved to [bold]{run_path}[/]")
 
 

@@ -8,7 +8,6 @@ personality raters for personality (whole raters, so the report measures general
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -18,8 +17,8 @@ import torch
 from piaa.metrics import plcc
 from piaa.nn import as_tensor
 from piaa.personality.model import PersonalityAssistedNet, predict_heads
-from piaa.progress import progress_bar
 from piaa.seeding import numpy_rng, torch_seeded
+from piaa.training import train_with_early_stopping
 from piaa.tasks.format import BIG_FIVE
 
 TRAITS = tuple(t[0].upper() for t in BIG_FIVE)  # O, C, E, A, N
@@ -85,59 +84,50 @@ def train_multitask(
         net.train()
         return g, p
 
-    log: list[dict[str, Any]] = []
     with torch_seeded(seed, "pa-iaa", "train"):
         opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-        best, best_loss, since_best = copy.deepcopy(net.state_dict()), float("inf"), 0
-        with progress_bar("pa-iaa multi-task", total=epochs, enabled=progress) as advance:
-            for epoch in range(epochs):
-                net.train()
-                order = rng.permutation(len(g_train))
-                g_sum = p_sum = 0.0
-                g_n = p_n = 0
-                for start in range(0, len(order), batch_size):
-                    idx = torch.from_numpy(order[start : start + batch_size])
-                    loss = _weighted(distribution_loss(net(gx[idx])[0], gy[idx]), gw[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    g_sum += float(loss.detach()) * len(idx)
-                    g_n += len(idx)
-                    if personality is not None:
-                        if p_pos + batch_size > len(p_order):
-                            p_order, p_pos = rng.permutation(len(p_train)), 0
-                        pidx = torch.from_numpy(p_order[p_pos : p_pos + batch_size])
-                        p_pos += batch_size
-                        ploss = _weighted(((net(px[pidx])[1] - py[pidx]) ** 2).mean(dim=-1), pw[pidx])
-                        opt.zero_grad(set_to_none=True)
-                        (personality_weight * ploss).backward()
-                        opt.step()
-                        p_sum += float(ploss.detach()) * len(pidx)
-                        p_n += len(pidx)
-                g_val_loss, p_val_loss = val_losses()
-                entry = {
-                    "epoch": epoch + 1,
-                    "aesthetics_train_loss": g_sum / max(g_n, 1),
-                    "aesthetics_val_loss": g_val_loss,
-                }
-                monitored = g_val_loss if np.isfinite(g_val_loss) else entry["aesthetics_train_loss"]
+
+        def run_epoch(epoch: int) -> dict[str, Any]:
+            nonlocal p_order, p_pos
+            net.train()
+            order = rng.permutation(len(g_train))
+            g_sum = p_sum = 0.0
+            g_n = p_n = 0
+            for start in range(0, len(order), batch_size):
+                idx = torch.from_numpy(order[start : start + batch_size])
+                loss = _weighted(distribution_loss(net(gx[idx])[0], gy[idx]), gw[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                g_sum += float(loss.detach()) * len(idx)
+                g_n += len(idx)
                 if personality is not None:
-                    entry["personality_train_loss"] = p_sum / max(p_n, 1)
-                    entry["personality_val_loss"] = p_val_loss
-                    p_mon = p_val_loss if np.isfinite(p_val_loss) else entry["personality_train_loss"]
-                    monitored += personality_weight * p_mon
-                entry["val_loss"] = monitored
-                log.append(entry)
-                advance(1)
-                if monitored < best_loss - 1e-6:
-                    best, best_loss, since_best = copy.deepcopy(net.state_dict()), monitored, 0
-                else:
-                    since_best += 1
-                    if since_best >= patience:
-                        break
-        net.load_state_dict(best)
-    net.eval()
-    return log
+                    if p_pos + batch_size > len(p_order):
+                        p_order, p_pos = rng.permutation(len(p_train)), 0
+                    pidx = torch.from_numpy(p_order[p_pos : p_pos + batch_size])
+                    p_pos += batch_size
+                    ploss = _weighted(((net(px[pidx])[1] - py[pidx]) ** 2).mean(dim=-1), pw[pidx])
+                    opt.zero_grad(set_to_none=True)
+                    (personality_weight * ploss).backward()
+                    opt.step()
+                    p_sum += float(ploss.detach()) * len(pidx)
+                    p_n += len(pidx)
+            g_val_loss, p_val_loss = val_losses()
+            entry = {
+                "epoch": epoch + 1,
+                "aesthetics_train_loss": g_sum / max(g_n, 1),
+                "aesthetics_val_loss": g_val_loss,
+            }
+            monitored = g_val_loss if np.isfinite(g_val_loss) else entry["aesthetics_train_loss"]
+            if personality is not None:
+                entry["personality_train_loss"] = p_sum / max(p_n, 1)
+                entry["personality_val_loss"] = p_val_loss
+                p_mon = p_val_loss if np.isfinite(p_val_loss) else entry["personality_train_loss"]
+                monitored += personality_weight * p_mon
+            entry["val_loss"] = monitored
+            return entry
+
+        return train_with_early_stopping(net, run_epoch, epochs=epochs, patience=patience, progress=progress, label="pa-iaa multi-task")
 
 
 def personality_quality(net: PersonalityAssistedNet, x: np.ndarray, big_five: np.ndarray) -> dict[str, Any]:
