@@ -161,10 +161,9 @@ def test_cli_meta_train_then_adapt_user_42(small_dir, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_cli_run_killed_with_sigkill_resumes_to_the_same_weights(small_dir, tmp_path):
     """A real `piaa meta-train` process is SIGKILLed mid-run; running the command again resumes."""
-    piaa = Path(sys.executable).with_name("piaa")
     env = {**os.environ, "PIAA_RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
     sets = [f"--set={k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in {**QUICK, "meta_steps": 300, "checkpoint_every": 5, "val_every": 50}.items()]
-    args = [str(piaa), "meta-train", "--method", "blg-piaa", "--data", str(small_dir), "--no-progress", *sets]
+    args = [sys.executable, "-m", "piaa", "meta-train", "--method", "blg-piaa", "--data", str(small_dir), "--no-progress", *sets]
     proc = subprocess.Popen(args + ["--out", str(tmp_path / "interrupted")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     index = None
