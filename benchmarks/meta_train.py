@@ -1,5 +1,4 @@
-"""Meta-training speed: our torch.func optimiser against a plain `higher` loop, vmap against a loop,
-and the wall time of meta-training (and evaluating) blg-piaa on the demo.
+"""Meta-training speed: the meta-gradient engine against a plain `higher` loop, and the wall time of meta-training (and evaluating) blg-piaa on the demo.
 
     python benchmarks/meta_train.py            # writes its section of docs/benchmarks.md
     python benchmarks/meta_train.py --quick    # fewer repetitions, no demo run
@@ -24,9 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write_section  # noqa: E402
 
-from piaa.meta.inner import InnerAdam, InnerSGD, weighted_mse  # noqa: E402
+from piaa.meta import MAML, InnerAdam, InnerSGD, Reptile, weighted_mse  # noqa: E402
 from piaa.meta.model import ScoreHead  # noqa: E402
-from piaa.meta.outer import MetaGradient  # noqa: E402
 from piaa.meta.tasks import TaskPool  # noqa: E402
 from piaa.runs import resolve_data  # noqa: E402
 
@@ -44,23 +42,24 @@ def best_time(fn, repeats: int) -> float:
 def higher_meta_grad(model, torch_opt, batch, steps: int, first_order: bool) -> None:
     """The straightforward reference: one `higher` inner loop per rater, query loss backpropagated."""
     model.zero_grad()
-    n = batch["xs"].shape[0]
+    n = len(batch)
     detach = (lambda gs: [g.detach() for g in gs]) if first_order else None
     for i in range(n):
         with higher.innerloop_ctx(model, torch_opt, copy_initial_weights=False) as (fmodel, diffopt):
             for _ in range(steps):
-                diffopt.step(weighted_mse(fmodel(batch["xs"][i]), batch["ys"][i], batch["ws"][i]), grad_callback=detach)
-            (weighted_mse(fmodel(batch["xq"][i]), batch["yq"][i], batch["wq"][i]) / n).backward()
+                diffopt.step(weighted_mse(fmodel(batch.xs[i]), batch.ys[i], batch.ws[i]), grad_callback=detach)
+            (weighted_mse(fmodel(batch.xq[i]), batch.yq[i], batch.wq[i]) / n).backward()
 
 
 def higher_reptile(model, torch_opt, batch, steps: int) -> dict[str, torch.Tensor]:
     """Reference for blg-piaa's order: per rater, `higher` Adam on support then query, θ − θ′ averaged."""
-    n = batch["xs"].shape[0]
+    n = len(batch)
     theta = [p.detach() for p in model.parameters()]
     total = [torch.zeros_like(p) for p in theta]
     for i in range(n):
         with higher.innerloop_ctx(model, torch_opt, copy_initial_weights=True, track_higher_grads=False) as (fmodel, diffopt):
-            for x, y, w in ((batch["xs"][i], batch["ys"][i], batch["ws"][i]), (batch["xq"][i], batch["yq"][i], batch["wq"][i])):
+            for x, y, w in (batch.support, batch.query):
+                x, y, w = x[i], y[i], w[i]
                 for _ in range(steps):
                     diffopt.step(weighted_mse(fmodel(x), y, w))
             for acc, p0, p in zip(total, theta, fmodel.parameters()):
@@ -72,42 +71,38 @@ def throughput(repeats: int) -> str:
     data, _ = resolve_data(None)
     pool = TaskPool(data.features, data.without("test").raters("train"), data.score_range)
     batch = pool.batch(np.arange(8), (80,), 80, np.random.default_rng(0))
-    n = batch["xs"].shape[0]
+    n = len(batch)
     model = ScoreHead(data.feature_dim, (128, 64), dropout=0.0)
     model.standardize.fit(np.asarray(data.features[:2000]))
     model.train()
-    meta = {k: v.detach().clone() for k, v in model.named_parameters()}
+    theta = {k: v.detach().clone() for k, v in model.named_parameters()}
     buffers = {k: v for k, v in model.named_buffers()}
     lines = [
         f"Meta-gradient throughput, raters/second (meta-batch of {n} demo raters, 80 support + 80 query images, "
-        f"5 inner steps, head 256→128→64→1, float32; best of {repeats}). Engines: `batched` (default: stacked "
-        "per-rater parameters, vmapped forward, autograd), `vmap` (torch.func.grad inner loop under vmap), "
-        "`loop` (the same per-rater function in a Python loop); `higher` = one `higher.innerloop_ctx` per "
-        "rater, the straightforward loop.",
+        f"5 inner steps, head 256→128→64→1, float32; best of {repeats}). `engine` = piaa.meta's batched "
+        "functional core (stacked per-rater parameters, vmapped forward, autograd); `higher` = one "
+        "`higher.innerloop_ctx` per rater, the straightforward loop.",
         "",
-        "| inner | order | batched | vmap | loop | higher | batched / higher | batched / loop |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| inner | order | engine | higher | engine / higher |",
+        "|---|---|---:|---:|---:|",
     ]
     cases = [("sgd", InnerSGD(0.05), torch.optim.SGD, "second"), ("sgd", InnerSGD(0.05), torch.optim.SGD, "first"),
              ("adam", InnerAdam(1e-3), torch.optim.Adam, "second"), ("adam", InnerAdam(1e-3), torch.optim.Adam, "first"),
              ("adam", InnerAdam(1e-3), torch.optim.Adam, "reptile")]
     for opt_name, inner, ref_opt, order in cases:
-        rate = {}
-        for engine in ("batched", "vmap", "loop"):
-            mg = MetaGradient(model, inner, 5, order=order, query_phase=order == "reptile", engine=engine)
-            rate[engine] = n / best_time(lambda: mg(meta, buffers, batch), repeats)
+        if order == "reptile":
+            algorithm = Reptile(model, inner, 5, query_phase=True)
+        else:
+            algorithm = MAML(model, inner, 5, first_order=order == "first")
+        meta = algorithm.init_meta(theta)
+        ours = n / best_time(lambda: algorithm.meta_gradient(meta, buffers, batch), repeats)
         torch_opt = ref_opt(model.parameters(), lr=inner.lr)
         if order == "reptile":
-            rate["higher"] = n / best_time(lambda: higher_reptile(model, torch_opt, batch, 5), repeats)
+            ref = n / best_time(lambda: higher_reptile(model, torch_opt, batch, 5), repeats)
         else:
-            rate["higher"] = n / best_time(lambda: higher_meta_grad(model, torch_opt, batch, 5, order == "first"), repeats)
+            ref = n / best_time(lambda: higher_meta_grad(model, torch_opt, batch, 5, order == "first"), repeats)
         label = "reptile, support + query (blg-piaa)" if order == "reptile" else order
-        h = rate.get("higher")
-        higher_cell, ratio = (f"{h:.0f}", f"{rate['batched'] / h:.1f}x") if h else ("n/a", "n/a")
-        lines.append(
-            f"| {opt_name} | {label} | {rate['batched']:.0f} | {rate['vmap']:.0f} | {rate['loop']:.0f} | "
-            f"{higher_cell} | {ratio} | {rate['batched'] / rate['loop']:.1f}x |"
-        )
+        lines.append(f"| {opt_name} | {label} | {ours:.0f} | {ref:.0f} | {ours / ref:.1f}x |")
         print(lines[-1], flush=True)
     return "\n".join(lines)
 

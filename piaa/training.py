@@ -12,7 +12,7 @@ from torch import nn
 from piaa.nn import as_tensor
 from piaa.progress import progress_bar
 from piaa.seeding import numpy_rng, torch_seeded
-from piaa.threads import limited_threads
+from piaa.threads import job_threads
 
 
 def fit_regressor(
@@ -41,7 +41,7 @@ def fit_regressor(
     xt, yt = as_tensor(x), as_tensor(y)
     wt = as_tensor(np.ones(n) if weights is None else weights)
     loss_fn = loss_fn or (lambda pred, target, w: (w * (pred - target) ** 2).sum() / w.sum())
-    with torch_seeded(seed, "train"), limited_threads(1):
+    with torch_seeded(seed, "train"), job_threads():
         opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
 
         def run_epoch(epoch: int) -> dict[str, Any]:

@@ -43,6 +43,7 @@ class DemoSpec:
     noise: float = 0.55  # per-rating noise, in units of opinion std
     bias_std: float = 0.35
     log_scale_std: float = 0.25
+    train_big_five_known: bool = False  # True: PARA-shaped (every rater's Big-Five is known)
 
 
 class _World:
@@ -156,14 +157,21 @@ def simulate(spec: DemoSpec = DemoSpec(), seed: int = 0) -> dict:
     likes = pd.DataFrame({"user": like_user, "image": like_image})
 
     users = pd.DataFrame({"user": all_ids, "split": ["train"] * len(train_ids) + ["test"] * len(test_ids) + ["personality"] * len(psy_ids)})
+    hidden = (users["split"] == "train") & (not spec.train_big_five_known)
     for k, col in enumerate(BIG_FIVE):
-        # Train raters' Big-Five are unknown, as in FLICKR-AES; test and personality raters have them.
-        users[col] = np.where(users["split"] == "train", np.nan, np.round(big5[:, k], 4))
+        # Train raters' Big-Five are unknown, as in FLICKR-AES (known in PARA-shaped data); test and personality raters have them.
+        users[col] = np.where(hidden, np.nan, np.round(big5[:, k], 4))
     truth = {"clean": clean, "generic": generic[rows_image], "big_five_part": None}
     b5_part = generic[rows_image] + personal_unit * np.einsum(
         "ij,ij->i", attrs[rows_image], np.sqrt(share) * (taste_from_b5 / taste_from_b5.std(axis=0))[user_pos]
     )
     truth["big_five_part"] = b5_part
+    # Per image and per rater, for oracles that know the structure (piaa.priors.structure_limit).
+    truth["structure"] = {
+        "images": images, "generic": generic, "attributes": attrs, "personal_unit": float(personal_unit),
+        "raters": np.asarray(all_ids), "taste_big_five": np.sqrt(share) * taste_from_b5 / taste_from_b5.std(axis=0),
+        "taste_own_var": 1.0 - share, "scale": scale, "bias": bias, "opinion_sd": float(sd), "noise": spec.noise,
+    }
     return {"ratings": ratings, "users": users, "images": images, "features": features, "likes": likes, "truth": truth}
 
 
@@ -195,6 +203,9 @@ def write_demo(path: str | Path, seed: int = 0, spec: DemoSpec = DemoSpec(), ove
         path, name="piaa-demo", score_range=(1, 5), ratings=sim["ratings"], users=sim["users"],
         images=sim["images"], features=sim["features"], likes=sim["likes"], meta=meta, overwrite=overwrite,
     )
+
+
+PARA_SHAPED = DemoSpec(train_big_five_known=True, train_ratings=(300, 600), raters_per_image=10)  # PARA: every rater's Big-Five known, many ratings each
 
 
 def demo_dir(seed: int = 0) -> Path:

@@ -1,21 +1,20 @@
 """Functional, differentiable inner-loop optimisers over parameter dicts.
 
-Parameters are plain `{name: tensor}` dicts, so an update is an ordinary tensor expression: torch.func
-can differentiate through it (second-order MAML), `vmap` can batch it over raters, and dropping the
-gradient's own graph gives the first-order variant. Adam keeps its first and second moments as
-tensors in the state, so they are differentiable too (BLG-PIAA's inner update).
+Parameters are plain `{name: tensor}` dicts (stacked over tasks or not), so an update is an ordinary
+tensor expression that autograd can differentiate through (second-order MAML). Adam keeps its
+first and second moments as tensors in the state, so they are differentiable too (BLG-PIAA's
+inner update).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Mapping
 
 import torch
-from torch.func import functional_call, grad
 
-Params = dict[str, torch.Tensor]
+from piaa.meta.core import Params
 
 
 @dataclass(frozen=True)
@@ -109,43 +108,3 @@ def make_inner(name: str, lr: float) -> InnerOptimizer:
         return InnerAdam(lr)
     raise ValueError(f"inner optimiser must be 'sgd' or 'adam', got {name!r}")
 
-
-def weighted_mse(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the rows with weight > 0 (padding rows carry weight 0)."""
-    return (w * (pred - y) ** 2).sum() / w.sum().clamp_min(1e-12)
-
-
-def make_loss(module: torch.nn.Module, buffers: Mapping[str, torch.Tensor]) -> Callable[[Params, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """loss(params, x, y, w) through `module` with `params` swapped in (buffers are constants)."""
-
-    def loss(params: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        pred = functional_call(module, {**params, **buffers}, (x,))
-        return weighted_mse(pred, y, w)
-
-    return loss
-
-
-def inner_loop(
-    loss: Callable,
-    params: Params,
-    opt: InnerOptimizer,
-    state: dict,
-    phases: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-    steps: int,
-    *,
-    first_order: bool = False,
-    lrs: Params | None = None,
-) -> tuple[Params, dict]:
-    """`steps` optimiser steps on each phase's (x, y, w) in turn; returns adapted params and state.
-
-    With `first_order` the inner gradients are detached, so a meta-gradient taken through the result
-    keeps only the path through the parameters themselves (no Hessian terms).
-    """
-    g_fn = grad(loss)
-    for x, y, w in phases:
-        for _ in range(steps):
-            g = g_fn(params, x, y, w)
-            if first_order:
-                g = {k: v.detach() for k, v in g.items()}
-            params, state = opt.step(params, g, state, lrs)
-    return params, state

@@ -1,14 +1,16 @@
-"""The meta-training loop: meta-batches of raters, validation, model selection, checkpoints, resume.
+"""The meta-training loop around one `TrainState`: resume it, step it, validate it, checkpoint it.
 
-Every random draw of meta-step `s` (which raters, which images, dropout masks) is derived from
+Every random draw of meta-step `s` (which tasks, which rows, dropout masks) is derived from
 (seed, s), so a run resumed from the checkpoint at step `s` continues exactly as the uninterrupted
-run would have: same batches, same masks, same weights at the end.
+run would have: same batches, same masks, same weights at the end. The outer step is a stock
+`torch.optim` optimiser over the flattened meta-parameters.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,123 +18,173 @@ import torch
 
 from piaa.errors import RunError
 from piaa.meta.checkpoint import load_checkpoint, save_checkpoint
-from piaa.meta.inner import Params
-from piaa.meta.outer import MetaGradient, OuterOptimizer, split_meta
-from piaa.meta.tasks import TaskPool
+from piaa.meta.core import Meta, MetaStep, Params, TaskBatch, clone, flatten, unflatten
 from piaa.progress import progress_bar
-from piaa.seeding import derive_seed, numpy_rng
+from piaa.seeding import derive_seed
+
+Sample = Callable[[int], TaskBatch]  # meta-step -> that step's task batch (deterministic in the step)
+MakeOuter = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
 
 
 @dataclass(frozen=True)
 class LoopSpec:
     meta_steps: int
-    meta_batch: int
-    support_shots: tuple[int, ...]
-    query_size: int
-    val_every: int
-    patience: int  # validations without improvement before stopping (0: never stop early)
-    checkpoint_every: int
-    carry_inner_state: bool = False
+    val_every: int = 100
+    patience: int = 0  # validations without improvement before stopping (0: never stop early)
+    min_steps: int = 0  # never stop early before this many meta-steps (slow starters)
+    checkpoint_every: int = 100
+    carry_inner_state: bool = False  # feed each step's inner state into the next (BLG-PIAA)
 
 
-def _clone(params: Params) -> Params:
-    return {k: v.detach().clone() for k, v in params.items()}
+@dataclass
+class TrainState:
+    """Everything a meta-training run is at one moment; a checkpoint is exactly this."""
+
+    meta: Meta
+    optimizer: torch.optim.Optimizer
+    best: Meta
+    step: int = 0
+    best_step: int = 0
+    best_score: float = -math.inf
+    since_best: int = 0
+    done: bool = False
+    inner_state: dict | None = None
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, meta: Meta, make_outer: MakeOuter) -> "TrainState":
+        meta = {g: {k: v.detach().clone().requires_grad_(True) for k, v in p.items()} for g, p in meta.items()}
+        return cls(meta=meta, optimizer=make_outer(list(flatten(meta).values())), best=clone(meta))
+
+    # -- checkpoint ------------------------------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        tree: dict[str, Any] = {"meta": self.meta, "best": self.best, "outer": _optimizer_tensors(self.optimizer, list(flatten(self.meta)))}
+        if self.inner_state is not None:
+            tree["inner"] = {k: v for k, v in self.inner_state.items() if isinstance(v, dict)}
+        return flatten(tree)
+
+    def info(self) -> dict[str, Any]:
+        return {"log": self.log, "done": self.done, "since_best": self.since_best, "best_step": self.best_step,
+                "best_score": None if self.best_score == -math.inf else self.best_score,
+                "inner_t": None if self.inner_state is None else self.inner_state["t"]}
+
+    def restore(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+        tree = unflatten(tensors)
+        with torch.no_grad():
+            for g, p in self.meta.items():
+                for k, v in p.items():
+                    v.copy_(tree["meta"][g][k])
+        self.best = tree["best"]
+        _load_optimizer_tensors(self.optimizer, list(flatten(self.meta)), tree.get("outer", {}))
+        self.step, self.log, self.done = int(info["step"]), list(info["log"]), bool(info["done"])
+        self.since_best, self.best_step = int(info["since_best"]), int(info["best_step"])
+        self.best_score = -math.inf if info["best_score"] is None else float(info["best_score"])
+        if info["inner_t"] is not None:
+            self.inner_state = {"t": int(info["inner_t"]), **tree.get("inner", {})}
+        self.log.append({"resumed_at_step": self.step})
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer, names: list[str]) -> dict[str, Any]:
+    """The optimiser's per-parameter state as {state key: nested meta-parameter tree} of tensors."""
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for index, entries in opt.state_dict()["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                out.setdefault(key, {})[names[index]] = value
+    return {key: unflatten(flat) for key, flat in out.items()}
+
+
+def _load_optimizer_tensors(opt: torch.optim.Optimizer, names: list[str], tree: dict[str, Any]) -> None:
+    index = {name: i for i, name in enumerate(names)}
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, nested in tree.items():
+        for name, value in flatten(nested).items():
+            state.setdefault(index[name], {})[key] = value.clone()
+    opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
+
+
+def resume(state: TrainState, checkpoint_dir: Path | None, fingerprint: str) -> bool:
+    """Load the checkpoint in `checkpoint_dir` into `state` if there is one; refuse another run's."""
+    found = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    if found is None:
+        return False
+    tensors, info = found
+    if info.get("fingerprint") != fingerprint:
+        raise RunError(f"{checkpoint_dir} holds a checkpoint of a different configuration, seed or dataset (delete it to start over)")
+    state.restore(tensors, info)
+    return True
+
+
+def checkpoint(state: TrainState, checkpoint_dir: Path | None, fingerprint: str) -> None:
+    if checkpoint_dir is not None:
+        save_checkpoint(checkpoint_dir, state.step, state.tensors(), {"fingerprint": fingerprint, **state.info()})
+
+
+def meta_step(state: TrainState, meta_gradient: Callable[..., MetaStep], buffers: Params, batch: TaskBatch, *, seed: int, carry: bool) -> MetaStep:
+    """One outer update: the meta-gradient of `batch` (dropout masks seeded by the step), then the optimiser."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "dropout", state.step))
+        result = meta_gradient(state.meta, buffers, batch, state.inner_state if carry else None)
+    grads = flatten(result.grads)
+    for name, p in flatten(state.meta).items():
+        p.grad = grads[name].detach().to(p.dtype)
+    state.optimizer.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    if carry:
+        state.inner_state = result.inner_state
+    state.step += 1
+    return result
+
+
+def validate(state: TrainState, score: Callable[[Meta], float] | None) -> None:
+    """Score the current meta-parameters; keep them as the best if they beat every earlier score."""
+    if score is None:
+        state.best, state.best_step, state.since_best = clone(state.meta), state.step, 0
+        return
+    value = float(score(state.meta))
+    state.log.append({"step": state.step, "val_srocc": value})
+    if value > state.best_score + 1e-6:
+        state.best, state.best_step, state.best_score, state.since_best = clone(state.meta), state.step, value, 0
+    else:
+        state.since_best += 1
 
 
 def run_meta_training(
-    meta: Params,
-    buffers: Params,
-    meta_grad: MetaGradient,
-    outer: OuterOptimizer,
-    pool: TaskPool,
+    state: TrainState,
+    meta_gradient: Callable[..., MetaStep],
+    sample: Sample,
     spec: LoopSpec,
     *,
-    seed: int,
-    validate: Callable[[Params], float] | None = None,
+    buffers: Params | None = None,
+    seed: int = 0,
+    score: Callable[[Meta], float] | None = None,
     checkpoint_dir: Path | None = None,
     fingerprint: str = "",
     progress: bool = False,
     on_step: Callable[[int], None] | None = None,
-) -> tuple[Params, list[dict[str, Any]]]:
-    """Meta-train from `meta`; returns the best meta-parameters (by validation) and the step log.
+) -> TrainState:
+    """Meta-train `state` to `spec.meta_steps` (or early stop); `state.best` is the selected prior.
 
-    With `checkpoint_dir`, an existing checkpoint of the same `fingerprint` is resumed.
+    `score` (higher is better, e.g. validation SROCC) drives model selection and early stopping; the
+    starting point competes too. With `checkpoint_dir`, a checkpoint of the same `fingerprint` is resumed.
     """
-    step, log = 0, []
-    best, best_score, since_best, done = _clone(meta), float("-inf"), 0, False
-    inner_state = meta_grad.inner.init(split_meta(meta)[0]) if spec.carry_inner_state else None
-
-    resumed = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
-    if resumed is not None:
-        tensors, info = resumed
-        if info.get("fingerprint") != fingerprint:
-            raise RunError(f"{checkpoint_dir} holds a checkpoint of a different configuration, seed or dataset (delete it to start over)")
-        step, log, done = int(info["step"]), list(info["log"]), bool(info.get("done", False))
-        log.append({"resumed_at_step": step})
-        best_score, since_best = float(info["best_score"]) if info["best_score"] is not None else float("-inf"), int(info["since_best"])
-        meta = {k[5:]: v for k, v in tensors.items() if k.startswith("meta.")}
-        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
-        outer.load_state_tensors(int(info["outer_t"]), {k[6:]: v for k, v in tensors.items() if k.startswith("outer.")})
-        if inner_state is not None:
-            inner_state = {"t": int(info["inner_t"])}
-            if "m" in meta_grad.inner.init({}):
-                inner_state["m"] = {k[8:]: v for k, v in tensors.items() if k.startswith("inner.m.")}
-                inner_state["v"] = {k[8:]: v for k, v in tensors.items() if k.startswith("inner.v.")}
-
-    def checkpoint() -> None:
-        if checkpoint_dir is None:
-            return
-        tensors = {**{f"meta.{k}": v for k, v in meta.items()}, **{f"best.{k}": v for k, v in best.items()}}
-        tensors.update({f"outer.{k}": v for k, v in outer.state_tensors().items()})
-        info: dict[str, Any] = {"fingerprint": fingerprint, "log": log, "done": done, "since_best": since_best,
-                                "best_score": None if best_score == float("-inf") else best_score, "outer_t": outer.t}
-        if inner_state is not None:
-            info["inner_t"] = inner_state["t"]
-            for part in ("m", "v"):
-                tensors.update({f"inner.{part}.{k}": v for k, v in inner_state.get(part, {}).items()})
-        save_checkpoint(checkpoint_dir, step, tensors, info)
-
-    def run_validation() -> None:
-        nonlocal best, best_score, since_best
-        if validate is None:
-            best, since_best = _clone(meta), 0
-            return
-        score = float(validate(meta))
-        log.append({"step": step, "val_srocc": score})
-        if score > best_score + 1e-6:
-            best, best_score, since_best = _clone(meta), score, 0
-        else:
-            since_best += 1
-
-    if step == 0 and not done:
-        run_validation()  # the initial prior (e.g. the giaa head) competes in model selection
-    buffers = dict(buffers)
-    n_pool = len(pool)
+    buffers = dict(buffers or {})
+    if not resume(state, checkpoint_dir, fingerprint) and not state.done:
+        validate(state, score)
     with progress_bar("meta-training", total=spec.meta_steps, enabled=progress) as advance:
-        advance(step)
-        while not done and step < spec.meta_steps:
-            rng = numpy_rng(seed, "meta-batch", step)
-            which = rng.choice(n_pool, size=min(spec.meta_batch, n_pool), replace=False)
-            batch = pool.batch(which, spec.support_shots, spec.query_size, rng)
+        advance(state.step)
+        while not state.done and state.step < spec.meta_steps:
             started = time.perf_counter()
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(derive_seed(seed, "dropout", step))
-                grads, info = meta_grad(meta, buffers, batch, inner_state)
-            meta = outer.step(meta, grads)
-            if inner_state is not None:
-                inner_state = info["state"]
-            step += 1
-            log.append({"step": step, "query_loss": round(info["query_loss"], 6), "seconds": round(time.perf_counter() - started, 4)})
+            result = meta_step(state, meta_gradient, buffers, sample(state.step), seed=seed, carry=spec.carry_inner_state)
+            state.log.append({"step": state.step, "query_loss": round(float(result.query_loss), 6), "seconds": round(time.perf_counter() - started, 4)})
             advance(1)
-            if step % spec.val_every == 0 or step == spec.meta_steps:
-                run_validation()
-                if spec.patience and since_best >= spec.patience:
-                    done = True
-            if step == spec.meta_steps:
-                done = True
-            if step % spec.checkpoint_every == 0 or done:
-                checkpoint()
+            if state.step % spec.val_every == 0 or state.step == spec.meta_steps:
+                validate(state, score)
+                stop = spec.patience and state.since_best >= spec.patience and state.step >= spec.min_steps
+                state.done = bool(stop) or state.step == spec.meta_steps
+            state.done = state.done or state.step == spec.meta_steps
+            if state.step % spec.checkpoint_every == 0 or state.done:
+                checkpoint(state, checkpoint_dir, fingerprint)
             if on_step is not None:
-                on_step(step)
-    return best, log
-
+                on_step(state.step)
+    return state

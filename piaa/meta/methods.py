@@ -1,9 +1,10 @@
 """BLG-PIAA and the MAML family as registered Methods.
 
 `fit` meta-trains a `ScoreHead` on the train raters (each rater a task), holding out a share of them
-for validation (model selection and early stopping; test raters are never seen). `adapt` fine-tunes
-the meta-learned weights on the new rater's support set as configured per preset, and the
-`UserModel`'s state is the adapted weights.
+for validation (model selection, early stopping and the test-time step size; test raters are never
+seen). `adapt` fine-tunes the meta-learned weights on the new rater's support set as configured per
+preset, and the `UserModel`'s state is the adapted weights. The algorithms themselves live one per
+file (`maml`, `metasgd`, `anil`, `reptile`) and know nothing of raters.
 """
 
 from __future__ import annotations
@@ -15,24 +16,31 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
-from torch.func import functional_call, vmap
 
 from piaa.errors import ConfigError
+from piaa.learn2learn_import import import_learn2learn
+from piaa.meta.anil import ANIL, last_layer
 from piaa.meta.checkpoint import fingerprint
-from piaa.meta.inner import Params, inner_loop, make_inner, make_loss, step_inplace
-from piaa.meta.loop import LoopSpec, run_meta_training
+from piaa.meta.core import Meta, Params, flatten, inner_loop, stack, task_losses, unflatten
+from piaa.meta.engines import meta_gradient_fn
+from piaa.meta import learn2learn_engine  # noqa: F401  (registers engine=learn2learn; imports learn2learn only when used)
+from piaa.meta.inner import make_inner, step_inplace
+from piaa.meta.loop import LoopSpec, TrainState, run_meta_training
+from piaa.meta.maml import MAML
+from piaa.meta.metasgd import MetaSGD
 from piaa.meta.model import ScoreHead, denormalise, normalise
-from piaa.meta.outer import LR_PREFIX, ORDERS, MetaGradient, OuterOptimizer, split_meta
+from piaa.meta.reptile import Reptile
 from piaa.meta.tasks import TaskPool
+from piaa.meta.validation import Validator, episode_groups
 from piaa.method import Method, MethodConfig, UserModel
-from piaa.metrics import srocc
 from piaa.nn import as_tensor
 from piaa.registry import register_method
-from piaa.seeding import derive_seed, numpy_rng, torch_seeded
+from piaa.seeding import numpy_rng, torch_seeded
 from piaa.tasks.format import RaterDataset
-from piaa.tasks.sampling import draw_support
 from piaa.tasks.targets import generic_targets
 from piaa.training import fit_regressor
+
+ORDERS = ("second", "first", "reptile")
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class MetaConfig(MethodConfig):
     query_phase: bool = True  # reptile: also adapt on the query set before moving the prior
     carry_inner_state: bool = True  # BLG-PIAA: inner Adam moments carried across meta-batches
     learn_inner_lr: bool = False  # Meta-SGD: per-parameter inner step sizes are meta-learned
+    inner_params: str = "all"  # all | last (ANIL: inner loop and test-time adaptation on the last layer only)
     support_shots: tuple[int, ...] = (80,)
     query_size: int = 80
     # outer loop
@@ -58,13 +67,14 @@ class MetaConfig(MethodConfig):
     meta_steps: int = 600
     outer_optimizer: str = "sgd"  # sgd | adam
     outer_lr: float = 0.25
-    engine: str = "batched"  # batched (stacked raters, autograd) | vmap (torch.func per rater, vmapped) | loop
+    engine: str = "batched"  # batched | learn2learn (piaa.meta.learn2learn_engine); see piaa.meta.engines
     # validation on held-out train raters, checkpoints
     val_fraction: float = 0.15
     val_shots: tuple[int, ...] = (10, 100)
     val_repeats: int = 2  # support draws per validation rater and shot count
     val_every: int = 100
     patience: int = 3
+    min_steps: int = 0  # no early stop before this many meta-steps
     checkpoint_every: int = 100
     # test-time adaptation
     adapt_optimizer: str = "adam"  # sgd | adam (Meta-SGD uses its learned step sizes with sgd)
@@ -80,7 +90,10 @@ class MetaConfig(MethodConfig):
             (self.inner_optimizer in ("sgd", "adam"), "inner_optimizer must be sgd or adam"),
             (self.adapt_optimizer in ("sgd", "adam"), "adapt_optimizer must be sgd or adam"),
             (self.outer_optimizer in ("sgd", "adam"), "outer_optimizer must be sgd or adam"),
-            (self.engine in ("batched", "vmap", "loop"), "engine must be batched, vmap or loop"),
+            (self.inner_params in ("all", "last"), "inner_params must be all or last"),
+            (not (self.inner_params == "last" and self.order == "reptile"), "inner_params=last needs order second or first"),
+            (self.engine != "learn2learn" or (self.order in ("second", "first") and self.inner_optimizer == "sgd" and self.inner_params == "all"),
+             "engine=learn2learn needs order second or first, inner_optimizer sgd and inner_params all (learn2learn's MAML adapts every parameter with plain SGD)"),
             (not (self.learn_inner_lr and self.order == "reptile"), "learn_inner_lr needs order second or first"),
             (min(self.support_shots, default=0) >= 1, "support_shots must be positive"),
             (self.meta_batch >= 1 and self.meta_steps >= 0 and self.inner_steps >= 1, "meta_batch, inner_steps must be >= 1"),
@@ -102,7 +115,7 @@ class AdaptedUserModel(UserModel):
         x = self.method.check_features(x)
         with torch.no_grad():
             self.method.module.eval()
-            out = torch.func.functional_call(self.method.module, {**self.params, **self.method.buffers}, (as_tensor(x),))
+            out = torch.func.functional_call(self.method.module, {**self.method.buffers, **self.params}, (as_tensor(x),))
         return denormalise(out.double().numpy(), self.method.score_range)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -117,7 +130,7 @@ class MetaLearnedHead(Method):
     def __init__(self, config: MetaConfig | None = None, **overrides):
         super().__init__(config, **overrides)
         self.module: ScoreHead | None = None
-        self.meta: Params = {}
+        self.meta: Meta = {}
         self.buffers: Params = {}
         self.adapt_lrs: dict[int, float] = {}  # shots → adaptation step size chosen on validation raters
         self._on_step: Callable[[int], None] | None = None  # test hook: called after every meta-step
@@ -126,22 +139,41 @@ class MetaLearnedHead(Method):
     def _build(self, dim: int) -> ScoreHead:
         return ScoreHead(dim, self.config.hidden, self.config.dropout)
 
-    def _initial_meta(self, module: ScoreHead) -> Params:
-        params = {k: v.detach().clone() for k, v in module.named_parameters()}
-        if self.config.learn_inner_lr:
-            params.update({LR_PREFIX + k: torch.full_like(v, self.config.inner_lr) for k, v in list(params.items())})
-        return params
+    def _algorithm(self, module: ScoreHead):
+        """The configured algorithm: Reptile (BLG-PIAA), MAML / first-order MAML, Meta-SGD or ANIL."""
+        cfg = self.config
+        inner = make_inner(cfg.inner_optimizer, cfg.inner_lr)
+        if cfg.order == "reptile":
+            return Reptile(module, inner, cfg.inner_steps, query_phase=cfg.query_phase)
+        first = cfg.order == "first"
+        adapt = last_layer(module) if cfg.inner_params == "last" else None
+        if cfg.learn_inner_lr:
+            return MetaSGD(module, inner, cfg.inner_steps, first_order=first, adapt=adapt)
+        if adapt is not None:
+            return ANIL(module, inner, cfg.inner_steps, first_order=first, adapt=adapt)
+        return MAML(module, inner, cfg.inner_steps, first_order=first)
+
+    def _outer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        cfg = self.config
+        if cfg.outer_optimizer == "adam":
+            return torch.optim.Adam(params, lr=cfg.outer_lr)
+        return torch.optim.SGD(params, lr=cfg.outer_lr)
+
+    def _adapted_names(self) -> list[str]:
+        names = [k for k, _ in self.module.named_parameters()]
+        return list(last_layer(self.module)) if self.config.inner_params == "last" else names
 
     # -- fit --------------------------------------------------------------------------------------
     def fit(self, data: RaterDataset, *, seed: int = 0, progress: bool = False, checkpoint_dir: Path | None = None) -> "MetaLearnedHead":
         cfg = self.config
+        if cfg.engine == "learn2learn":
+            import_learn2learn("engine=learn2learn")  # refuse before any work when it is not installed
         self._remember_data(data)
         raters = [r for r in data.raters("train") if len(r) >= 2]
         if len(raters) < 2:
             raise ConfigError(f"{self.name} needs at least 2 train raters with 2+ ratings, got {len(raters)}")
         order = numpy_rng(seed, "validation-raters").permutation(len(raters))
-        n_val = int(round(len(raters) * cfg.val_fraction)) if cfg.val_fraction > 0 else 0
-        n_val = min(n_val, len(raters) - 1)
+        n_val = min(int(round(len(raters) * cfg.val_fraction)) if cfg.val_fraction > 0 else 0, len(raters) - 1)
         val_raters = [raters[i] for i in order[:n_val]]
         train_raters = [raters[i] for i in order[n_val:]]
 
@@ -157,30 +189,39 @@ class MetaLearnedHead(Method):
         self.buffers = {k: v.detach().clone() for k, v in self.module.named_buffers()}
         self.module.train()
 
-        meta_grad = MetaGradient(self.module, make_inner(cfg.inner_optimizer, cfg.inner_lr), cfg.inner_steps,
-                                 order=cfg.order, query_phase=cfg.query_phase, engine=cfg.engine)
-        outer = OuterOptimizer(cfg.outer_optimizer, cfg.outer_lr)
-        spec = LoopSpec(cfg.meta_steps, cfg.meta_batch, tuple(cfg.support_shots), cfg.query_size, cfg.val_every,
-                        cfg.patience, cfg.checkpoint_every, carry_inner_state=cfg.carry_inner_state)
-        pool = TaskPool(data.features, train_raters, data.score_range)
-        validate = self._validator(data, val_raters, seed) if val_raters else None
+        algorithm = self._algorithm(self.module)
+        try:
+            meta_gradient = meta_gradient_fn(algorithm, cfg.engine)
+        except ValueError as exc:
+            raise ConfigError(f"{type(cfg).__name__}: {exc}") from None
+        state = TrainState.start(algorithm.init_meta({k: v.detach() for k, v in self.module.named_parameters()}), self._outer)
+        spec = LoopSpec(cfg.meta_steps, cfg.val_every, cfg.patience, cfg.min_steps, cfg.checkpoint_every, cfg.carry_inner_state)
+        sample = TaskPool(data.features, train_raters, data.score_range).sampler(cfg.meta_batch, tuple(cfg.support_shots), cfg.query_size, seed)
+        validator = None
+        if val_raters:
+            groups = episode_groups(data.features, val_raters, tuple(cfg.val_shots), cfg.val_repeats, seed, lambda y: normalise(y, self.score_range))
+            validator = Validator(self.module, self.buffers, groups, self._adapt_batched, seed)
         key = fingerprint({"method": self.name, "config": cfg.to_dict(), "seed": seed, "data": data.name,
                            "raters": [r.user for r in raters], "n_ratings": int(len(data.ratings))})
-        self.meta, log = run_meta_training(
-            self._initial_meta(self.module), self.buffers, meta_grad, outer, pool, spec, seed=seed, validate=validate,
-            checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None, fingerprint=key,
-            progress=progress, on_step=self._on_step,
-        )
-        self.fit_log += log
+        state = run_meta_training(state, meta_gradient, sample, spec, buffers=self.buffers, seed=seed, score=validator,
+                                  checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None,
+                                  fingerprint=key, progress=progress, on_step=self._on_step)
+        self.meta = state.best
+        self.fit_log += state.log
+        self.fit_log.append(self._selection_entry(state))
         self.adapt_lrs = {}
-        if validate is not None and cfg.adapt_lr_grid:
-            scores = {lr: validate.per_shot(self.meta, lr) for lr in cfg.adapt_lr_grid}
-            for k in sorted({k for per in scores.values() for k in per}):
-                lr = max(cfg.adapt_lr_grid, key=lambda lr: (scores[lr].get(k, float("-inf")), -lr))
-                self.adapt_lrs[int(k)] = float(lr)
-                self.fit_log.append({"adapt_lr_for_shots": int(k), "adapt_lr": float(lr), "val_srocc": round(scores[lr][k], 6)})
+        if validator is not None and cfg.adapt_lr_grid:
+            self.adapt_lrs, entries = validator.choose_step_sizes(self.meta, tuple(cfg.adapt_lr_grid))
+            self.fit_log += entries
         self.module.eval()
         return self
+
+    @staticmethod
+    def _selection_entry(state: TrainState) -> dict[str, Any]:
+        """Validation SROCC at meta-step 0 and at the selected step: did meta-training help?"""
+        scores = {e["step"]: e["val_srocc"] for e in state.log if "val_srocc" in e}
+        return {"selected_step": state.best_step, "val_srocc_step0": scores.get(0),
+                "val_srocc_selected": scores.get(state.best_step), "meta_steps_run": state.step}
 
     def adapt_lr_for(self, shots: int) -> float:
         """The step size chosen on validation raters for the nearest shot count (log scale)."""
@@ -203,94 +244,54 @@ class MetaLearnedHead(Method):
                                 weights=targets.n_raters.astype(np.float32), progress=progress, label=f"{self.name} prior")
         return [{"pretrain_epoch": e["epoch"], "train_loss": e["train_loss"], "val_loss": e["val_loss"]} for e in log]
 
-    def _validator(self, data: RaterDataset, raters, seed: int) -> Callable[[Params], float]:
-        """Mean SROCC over the held-out train raters after test-time adaptation, averaged over shots.
+    def _step_sizes(self, meta: Meta, lr: float) -> Params | None:
+        """Meta-SGD's learned step sizes rescaled by lr / adapt_lr (None without learned ones)."""
+        lrs = meta.get("lrs")
+        return None if lrs is None else {k: v.detach() * (lr / self.config.adapt_lr) for k, v in lrs.items()}
 
-        Episodes with the same shot count are adapted together with `vmap` (one batched inner loop);
-        the query sets are padded to one shape and trimmed again before scoring.
-        """
-        groups = []
-        for k in self.config.val_shots:
-            episodes = []
-            for r in raters:
-                x = np.asarray(data.features[r.image_index], dtype=np.float32)
-                for repeat in range(self.config.val_repeats if len(r) >= k + 10 else 0):
-                    support, query = draw_support(len(r), k, seed=seed, user=r.user, repeat=repeat)
-                    episodes.append((x[support], r.scores[support], x[query], r.scores[query]))
-            if episodes:
-                xs = torch.from_numpy(np.stack([e[0] for e in episodes]))
-                ys = torch.from_numpy(np.stack([normalise(e[1], self.score_range) for e in episodes]).astype(np.float32))
-                n_q = max(len(e[3]) for e in episodes)
-                xq = torch.from_numpy(np.stack([np.pad(e[2], ((0, n_q - len(e[2])), (0, 0))) for e in episodes]))
-                groups.append((k, xs, ys, xq, [e[3] for e in episodes]))
-
-        def per_shot(meta: Params, lr: float | None = None) -> dict[int, float]:
-            out = {}
-            for k, xs, ys, xq, yq in groups:
-                adapted = self._adapt_batched(meta, xs, ys, seed=derive_seed(seed, "validation", k), lr=lr)
-                with torch.no_grad():
-                    self.module.eval()
-                    pred = vmap(lambda p, x: functional_call(self.module, {**p, **self.buffers}, (x,)))(adapted, xq).numpy()
-                    self.module.train()
-                values = [srocc(pred[i, : len(y)], y) for i, y in enumerate(yq)]
-                values = [v for v in values if np.isfinite(v)]
-                if values:
-                    out[k] = float(np.mean(values))
-            return out
-
-        def validate(meta: Params) -> float:
-            scores = per_shot(meta)
-            return float(np.mean(list(scores.values()))) if scores else 0.0
-
-        validate.per_shot = per_shot  # type: ignore[attr-defined]
-        return validate
-
-    def _adapt_batched(self, meta: Params, xs: torch.Tensor, ys: torch.Tensor, *, seed: int, lr: float | None = None) -> Params:
+    def _adapt_batched(self, meta: Meta, xs: torch.Tensor, ys: torch.Tensor, lr: float | None, seed: int) -> Params:
         """Test-time adaptation of many support sets of one size at once (leading axis = episode)."""
         cfg = self.config
-        params, lrs = split_meta({k: v.detach() for k, v in meta.items()})
+        params = {k: v.detach() for k, v in meta["params"].items()}
         lr = cfg.adapt_lr if lr is None else lr
         if lr == 0:
-            return {k: v.expand(len(xs), *v.shape) for k, v in params.items()}
+            return stack(params, len(xs))
+        names = self._adapted_names()
+        shared = {k: v for k, v in params.items() if k not in names}
         opt = make_inner(cfg.adapt_optimizer, lr)
-        if lrs is not None:
-            lrs = {k: v * (lr / cfg.adapt_lr) for k, v in lrs.items()}
-        loss = make_loss(self.module, self.buffers)
-
-        def one(x: torch.Tensor, y: torch.Tensor) -> Params:
-            adapted, _ = inner_loop(loss, params, opt, opt.init(params), [(x, y, torch.ones_like(y))], cfg.adapt_steps, first_order=True, lrs=lrs)
-            return adapted
-
+        fast = {k: v.clone().requires_grad_(True) for k, v in stack({k: params[k] for k in names}, len(xs)).items()}
+        losses = task_losses(self.module, self.buffers, shared=shared)
         self.module.train()
         with torch_seeded(seed, "adapt-batched"):
-            return {k: v.detach() for k, v in vmap(one, randomness="different")(xs, ys).items()}
+            fast, _ = inner_loop(losses, fast, opt, opt.init(fast), [(xs, ys, torch.ones_like(ys))], cfg.adapt_steps,
+                                 graph="none", lrs=self._step_sizes(meta, lr))
+        return {**stack(shared, len(xs)), **{k: v.detach() for k, v in fast.items()}}
 
     # -- adapt ------------------------------------------------------------------------------------
     def adapt(self, x_support, y_support, *, big_five=None, seed: int = 0) -> UserModel:
         if self.module is None:
             raise RuntimeError(f"{self.name} is not fitted")
-        params, lrs = split_meta(self.meta)
-        params = {k: v.detach().clone() for k, v in params.items()}
+        params = {k: v.detach().clone() for k, v in self.meta["params"].items()}
         y = np.asarray(y_support, dtype=np.float32)
-        if len(y) == 0:
+        lr = self.adapt_lr_for(len(y))
+        if len(y) == 0 or lr == 0:
             return AdaptedUserModel(self, params)
         x = as_tensor(self.check_features(x_support, "support features"))
         yt = torch.from_numpy(normalise(y, self.score_range).astype(np.float32))
-        w = torch.ones_like(yt)
         cfg = self.config
-        lr = self.adapt_lr_for(len(y))
-        if lr == 0:
-            return AdaptedUserModel(self, params)
         opt = make_inner(cfg.adapt_optimizer, lr)
         state: dict = {"t": 0}
-        loss_fn = make_loss(self.module, self.buffers)
-        names = list(params)
+        loss_fn = task_losses(self.module, self.buffers, shared={k: v for k, v in params.items() if k not in self._adapted_names()})
+        names = self._adapted_names()
         leaves = [params[k].requires_grad_(True) for k in names]
-        lr_list = [lrs[k].detach() * (lr / cfg.adapt_lr) for k in names] if lrs is not None else None
+        lrs = self._step_sizes(self.meta, lr)
+        lr_list = [lrs[k] for k in names] if lrs is not None else None
+        x1, y1, w1 = x.unsqueeze(0), yt.unsqueeze(0), torch.ones_like(yt).unsqueeze(0)
         self.module.train()
         with torch_seeded(seed, "adapt"):
             for _ in range(cfg.adapt_steps):
-                grads = torch.autograd.grad(loss_fn(dict(zip(names, leaves)), x, yt, w), leaves)
+                loss = loss_fn({k: v.unsqueeze(0) for k, v in zip(names, leaves)}, x1, y1, w1).sum()
+                grads = torch.autograd.grad(loss, leaves)
                 step_inplace(opt, leaves, list(grads), state, lr_list)
         self.module.eval()
         return AdaptedUserModel(self, {k: v.detach() for k, v in params.items()})
@@ -299,7 +300,7 @@ class MetaLearnedHead(Method):
     def state_dict(self) -> dict[str, torch.Tensor]:
         if self.module is None:
             raise RuntimeError(f"{self.name} is not fitted")
-        return {**{f"meta.{k}": v for k, v in self.meta.items()}, **{f"buffer.{k}": v for k, v in self.buffers.items()}}
+        return flatten({"meta": self.meta, "buffers": self.buffers})
 
     def extra_state(self) -> dict[str, Any]:
         return {**super().extra_state(), "adapt_lrs": {str(k): v for k, v in self.adapt_lrs.items()}}
@@ -309,10 +310,10 @@ class MetaLearnedHead(Method):
         self.adapt_lrs = {int(k): float(v) for k, v in extra.get("adapt_lrs", {}).items()}
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        self.buffers = {k[7:]: v for k, v in state.items() if k.startswith("buffer.")}
-        self.meta = {k[5:]: v for k, v in state.items() if k.startswith("meta.")}
+        tree = unflatten(state)
+        self.buffers, self.meta = tree["buffers"], tree["meta"]
         self.module = self._build(int(self.buffers["standardize.mean"].shape[0]))
-        self.module.load_state_dict({**split_meta(self.meta)[0], **self.buffers})
+        self.module.load_state_dict({**self.meta["params"], **self.buffers})
         self.module.eval()
 
 
@@ -334,30 +335,36 @@ def _preset(name: str, summary: str, **defaults: Any) -> type[MetaLearnedHead]:
     return register_method(name)(cls)
 
 
-BLGPIAA = _preset(
+BlgPiaaMethod = _preset(
     "blg-piaa",
     "BLG-PIAA: Reptile-like first-order bi-level meta-learning, inner Adam on support then query",
 )
-MAML = _preset(
+MamlMethod = _preset(
     "maml", "MAML: second-order meta-gradient through an SGD inner loop",
     order="second", inner_optimizer="sgd", inner_lr=0.05, inner_steps=5, query_phase=False, carry_inner_state=False,
     support_shots=(10, 50), query_size=50, meta_batch=8, meta_steps=600, outer_optimizer="adam", outer_lr=1e-4,
     adapt_optimizer="sgd", adapt_lr=0.05, adapt_steps=5, adapt_lr_grid=(0.0, 0.01, 0.025, 0.05, 0.1),
 )
-FOMAML = _preset(
+FomamlMethod = _preset(
     "fomaml", "first-order MAML: query gradient at the adapted weights, no Hessian terms",
     order="first", inner_optimizer="sgd", inner_lr=0.05, inner_steps=5, query_phase=False, carry_inner_state=False,
     support_shots=(10, 50), query_size=50, meta_batch=8, meta_steps=600, outer_optimizer="adam", outer_lr=1e-4,
     adapt_optimizer="sgd", adapt_lr=0.05, adapt_steps=5, adapt_lr_grid=(0.0, 0.01, 0.025, 0.05, 0.1),
 )
-REPTILE = _preset(
+ReptileMethod = _preset(
     "reptile", "Reptile: move the prior toward each rater's adapted weights (support set only)",
     order="reptile", inner_optimizer="adam", inner_lr=1e-3, inner_steps=5, query_phase=False, carry_inner_state=False,
     support_shots=(10, 100), query_size=50, meta_batch=4, outer_optimizer="sgd", outer_lr=0.25,
 )
-METASGD = _preset(
+MetaSgdMethod = _preset(
     "meta-sgd", "Meta-SGD: MAML with meta-learned per-parameter inner step sizes",
     order="second", inner_optimizer="sgd", inner_lr=0.05, inner_steps=1, query_phase=False, carry_inner_state=False,
     learn_inner_lr=True, support_shots=(10, 50), query_size=50, meta_batch=8, meta_steps=600, outer_optimizer="adam",
     outer_lr=1e-4, adapt_optimizer="sgd", adapt_lr=0.05, adapt_steps=1, adapt_lr_grid=(0.0, 0.025, 0.05, 0.1),
+)
+AnilMethod = _preset(
+    "anil", "ANIL: MAML with the inner loop (and test-time adaptation) on the last layer only",
+    order="second", inner_optimizer="sgd", inner_lr=0.05, inner_steps=5, query_phase=False, carry_inner_state=False,
+    inner_params="last", support_shots=(10, 50), query_size=50, meta_batch=8, meta_steps=600, outer_optimizer="adam",
+    outer_lr=1e-4, adapt_optimizer="sgd", adapt_lr=0.05, adapt_steps=5, adapt_lr_grid=(0.0, 0.01, 0.025, 0.05, 0.1),
 )

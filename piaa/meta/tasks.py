@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from piaa.meta.core import TaskBatch
+from piaa.seeding import numpy_rng
 from piaa.tasks.format import Rater
 
 MIN_TASK_QUERY = 10  # a task keeps at least this many (or half its) images for the query set
@@ -27,7 +29,17 @@ class TaskPool:
     def __len__(self) -> int:
         return len(self.raters)
 
-    def batch(self, which: np.ndarray, support_shots: tuple[int, ...], query_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    def sampler(self, meta_batch: int, support_shots: tuple[int, ...], query_size: int, seed: int):
+        """step -> that meta-step's batch of `meta_batch` raters, drawn from (seed, step) alone."""
+
+        def sample(step: int) -> TaskBatch:
+            rng = numpy_rng(seed, "meta-batch", step)
+            which = rng.choice(len(self), size=min(meta_batch, len(self)), replace=False)
+            return self.batch(which, support_shots, query_size, rng)
+
+        return sample
+
+    def batch(self, which: np.ndarray, support_shots: tuple[int, ...], query_size: int, rng: np.random.Generator) -> TaskBatch:
         """Stacked xs/ys/ws (support) and xq/yq/wq (query) for raters `which` (positions in the pool)."""
         s_max = max(support_shots)
         lo, hi = self.score_range
@@ -47,7 +59,7 @@ class TaskPool:
                 targets.append(y[full])
                 weights.append(np.concatenate([np.ones(len(pos)), np.zeros(pad)]).astype(np.float32))
         feats = lambda rows: torch.from_numpy(np.asarray(self.features[np.concatenate(rows)], dtype=np.float32)).reshape(len(rows), -1, self.features.shape[1])
-        return {
-            "xs": feats(rows_s), "ys": torch.from_numpy(np.stack(ys)), "ws": torch.from_numpy(np.stack(ws)),
-            "xq": feats(rows_q), "yq": torch.from_numpy(np.stack(yq)), "wq": torch.from_numpy(np.stack(wq)),
-        }
+        return TaskBatch(
+            xs=feats(rows_s), ys=torch.from_numpy(np.stack(ys)), ws=torch.from_numpy(np.stack(ws)),
+            xq=feats(rows_q), yq=torch.from_numpy(np.stack(yq)), wq=torch.from_numpy(np.stack(wq)),
+        )

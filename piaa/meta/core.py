@@ -1,0 +1,194 @@
+"""The functional core every meta-learning algorithm is written in.
+
+Parameters are plain `{name: tensor}` dicts. A meta-batch of tasks is adapted at once: each task's
+copy of the adapted parameters is stacked along a leading task axis, the module's forward pass is
+mapped over tasks with `vmap`, and inner gradients come from ordinary autograd on the sum of the
+per-task losses (tasks are independent, so that sum's gradient is every task's own gradient). One
+autograd graph for the whole meta-batch; `create_graph` keeps it differentiable for second-order
+meta-gradients.
+
+The meta-parameters (`Meta`) are groups of parameter dicts: ``params`` (the module's weights) and,
+for Meta-SGD, ``lrs`` (learned per-parameter inner step sizes). An algorithm maps
+(meta, buffers, task batch, inner state) to a `MetaStep`: that one function is what an engine
+replaces or a distributed all-reduce wraps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Protocol
+
+import torch
+from torch.func import functional_call, vmap
+
+Params = dict[str, torch.Tensor]
+Meta = dict[str, Params]  # group ("params", "lrs") -> parameter dict
+Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (pred, y, w) -> scalar per task
+
+
+def weighted_mse(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the rows with weight > 0 (padding rows carry weight 0)."""
+    return (w * (pred - y) ** 2).sum() / w.sum().clamp_min(1e-12)
+
+
+@dataclass(frozen=True)
+class TaskBatch:
+    """Support (xs, ys) and query (xq, yq) sets of several tasks, task axis first.
+
+    Weights `ws`/`wq` (1 = real row, 0 = padding) let tasks of different sizes share one shape;
+    omitted, every row counts.
+    """
+
+    xs: torch.Tensor
+    ys: torch.Tensor
+    xq: torch.Tensor
+    yq: torch.Tensor
+    ws: torch.Tensor | None = None
+    wq: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.ws is None:
+            object.__setattr__(self, "ws", torch.ones(self.ys.shape[:2], dtype=self.ys.dtype))
+        if self.wq is None:
+            object.__setattr__(self, "wq", torch.ones(self.yq.shape[:2], dtype=self.yq.dtype))
+
+    def __len__(self) -> int:
+        return int(self.xs.shape[0])
+
+    @property
+    def support(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.xs, self.ys, self.ws
+
+    @property
+    def query(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.xq, self.yq, self.wq
+
+    def select(self, rows: slice | torch.Tensor) -> "TaskBatch":
+        """The tasks at `rows` (e.g. one rank's share of a meta-batch)."""
+        return TaskBatch(self.xs[rows], self.ys[rows], self.xq[rows], self.yq[rows], self.ws[rows], self.wq[rows])
+
+
+@dataclass
+class MetaStep:
+    """One meta-batch's result: the mean meta-gradient (same groups as the meta-parameters), the mean
+    query loss after adaptation, and the inner optimiser state to carry on (None: nothing carried)."""
+
+    grads: Meta
+    query_loss: torch.Tensor
+    inner_state: dict | None = None
+
+
+class Algorithm(Protocol):
+    """What the training loop needs from a meta-learning algorithm."""
+
+    def init_meta(self, params: Params) -> Meta: ...
+
+    def meta_gradient(self, meta: Meta, buffers: Params, batch: TaskBatch, inner_state: dict | None = None) -> MetaStep: ...
+
+
+def task_losses(module: torch.nn.Module, buffers: Mapping[str, torch.Tensor], loss: Loss = weighted_mse, shared: Params | None = None):
+    """losses(stacked_params, x, y, w) -> one loss per task, the module mapped over the task axis.
+
+    `shared` parameters (not adapted, e.g. ANIL's body) are the same for every task.
+    """
+    fixed = {**buffers, **(shared or {})}
+
+    def one(p: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return loss(functional_call(module, {**fixed, **p}, (x,)), y, w)
+
+    return vmap(one, randomness="different")
+
+
+def stack(params: Params, n: int) -> Params:
+    """`n` copies of each parameter along a new leading task axis (a view, no copy)."""
+    return {k: p.unsqueeze(0).expand(n, *p.shape) for k, p in params.items()}
+
+
+GRAPHS = ("second", "first", "none")
+
+
+def inner_loop(
+    losses: Callable[..., torch.Tensor],
+    params: Params,
+    opt: Any,
+    state: dict,
+    phases: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    steps: int,
+    *,
+    graph: str,
+    lrs: Params | None = None,
+) -> tuple[Params, dict]:
+    """`steps` inner-optimiser steps on each phase's (x, y, w) in turn, for all tasks at once.
+
+    `params` are stacked (task axis first) and must require grad. `graph` says what stays
+    differentiable: ``second`` the whole inner loop (MAML); ``first`` only the path through the
+    parameters themselves, inner gradients being constants (first-order MAML); ``none`` nothing, the
+    graph is cut after every step (Reptile, test-time adaptation).
+    """
+    if graph not in GRAPHS:
+        raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
+    names = list(params)
+    for x, y, w in phases:
+        for _ in range(steps):
+            g = torch.autograd.grad(losses(params, x, y, w).sum(), [params[k] for k in names],
+                                    create_graph=graph == "second", retain_graph=graph != "none")
+            if graph == "first":
+                g = [d.detach() for d in g]
+            params, state = opt.step(params, dict(zip(names, g)), state, lrs)
+            if graph == "none":
+                params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+                state = detach_state(state)
+    return params, state
+
+
+def detach_state(state: dict) -> dict:
+    return {k: ({n: t.detach() for n, t in v.items()} if isinstance(v, dict) else v) for k, v in state.items()}
+
+
+def leaves(meta: Meta, requires_grad: bool = True) -> Meta:
+    """Fresh autograd leaves for every meta-parameter (gradients are taken with respect to these)."""
+    return {g: {k: v.detach().requires_grad_(requires_grad) for k, v in p.items()} for g, p in meta.items()}
+
+
+def clone(meta: Meta) -> Meta:
+    return {g: {k: v.detach().clone() for k, v in p.items()} for g, p in meta.items()}
+
+
+def flatten(tree: Mapping[str, Any], sep: str = "/") -> dict[str, torch.Tensor]:
+    """Nested dicts of tensors as one flat dict with 'a/b/c' keys (checkpoints, torch.optim, safetensors)."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in tree.items():
+        if sep in k:
+            raise ValueError(f"key {k!r} contains {sep!r}")
+        if isinstance(v, Mapping):
+            out.update({f"{k}{sep}{kk}": vv for kk, vv in flatten(v, sep).items()})
+        else:
+            out[k] = v
+    return out
+
+
+def unflatten(flat: Mapping[str, Any], sep: str = "/") -> dict[str, Any]:
+    """The inverse of `flatten`."""
+    tree: dict[str, Any] = {}
+    for key, v in flat.items():
+        *path, leaf = key.split(sep)
+        node = tree
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = v
+    return tree
+
+
+def check_functional(module: torch.nn.Module) -> None:
+    """Refuse modules whose forward would update running statistics (BatchNorm) inside an inner loop."""
+    for name, sub in module.named_modules():
+        if getattr(sub, "track_running_stats", False):
+            raise ValueError(
+                f"module {name or type(module).__name__} ({type(sub).__name__}) tracks running statistics; "
+                "use track_running_stats=False, GroupNorm or LayerNorm inside meta-learned models"
+            )
+
+
+def zeros_like(meta: Meta) -> Meta:
+    return {g: {k: torch.zeros_like(v) for k, v in p.items()} for g, p in meta.items()}
+

@@ -1,0 +1,61 @@
+"""MAML (Finn et al., ICML 2017): the meta-gradient of the query loss after inner steps on the support set.
+
+Second order differentiates through the inner loop (Hessian terms included); `first_order` treats
+the inner gradients as constants (first-order MAML), so the meta-gradient is the query-loss gradient
+at the adapted weights. `adapt` names the parameters the inner loop changes (all by default; ANIL
+adapts only the last layer); the others are shared by every task and still get a meta-gradient.
+A ``lrs`` group in the meta-parameters (Meta-SGD) replaces the scalar inner step size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Collection
+
+import torch
+
+from piaa.meta.core import Loss, Meta, MetaStep, Params, TaskBatch, check_functional, inner_loop, leaves, stack, task_losses, weighted_mse
+from piaa.meta.inner import InnerOptimizer
+
+
+@dataclass
+class MAML:
+    module: torch.nn.Module
+    inner: InnerOptimizer
+    steps: int
+    first_order: bool = False
+    loss: Loss = weighted_mse
+    adapt: Collection[str] | None = None  # parameter names the inner loop updates (None: all)
+
+    def __post_init__(self) -> None:
+        check_functional(self.module)
+
+    def init_meta(self, params: Params) -> Meta:
+        return {"params": dict(params)}
+
+    def adapted_names(self, params: Params) -> list[str]:
+        if self.adapt is None:
+            return list(params)
+        unknown = set(self.adapt) - set(params)
+        if unknown:
+            raise ValueError(f"adapt names parameters the module does not have: {sorted(unknown)}")
+        return [k for k in params if k in self.adapt]
+
+    def meta_gradient(self, meta: Meta, buffers: Params, batch: TaskBatch, inner_state: dict | None = None) -> MetaStep:
+        """Mean meta-gradient over the batch's tasks (the inner state is not carried: None in, None out)."""
+        meta = leaves(meta)
+        params, lrs = meta["params"], meta.get("lrs")
+        names = self.adapted_names(params)
+        shared = {k: v for k, v in params.items() if k not in names}
+        losses = task_losses(self.module, buffers, self.loss, shared)
+        fast = stack({k: params[k] for k in names}, len(batch))
+        graph = "first" if self.first_order else "second"
+        fast, _ = inner_loop(losses, fast, self.inner, self.inner.init(fast), [batch.support], self.steps, graph=graph, lrs=lrs)
+        qloss = losses(fast, *batch.query).mean()
+        flat = [(g, k, v) for g, p in meta.items() for k, v in p.items()]
+        grads = torch.autograd.grad(qloss, [v for _, _, v in flat], allow_unused=True)
+        out: Meta = {g: {} for g in meta}
+        for (g, k, v), d in zip(flat, grads):
+            out[g][k] = d if d is not None else torch.zeros_like(v)
+        return MetaStep(out, qloss.detach(), None)
+

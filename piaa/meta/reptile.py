@@ -1,0 +1,48 @@
+"""Reptile (Nichol et al., 2018) and BLG-PIAA's bi-level update (Zhu et al., IEEE TCYB 2020).
+
+No query-loss gradient: the meta-"gradient" is θ − θ', the step that moves the prior toward the
+weights adapted on the support set (and, with `query_phase`, then on the query set: BLG-PIAA).
+With an outer SGD step size ε this is θ ← θ + ε(θ' − θ). The inner optimiser's state (BLG-PIAA's
+Adam moments) can be carried from one meta-batch to the next: pass the previous step's
+`inner_state` back in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from piaa.meta.core import Loss, Meta, MetaStep, Params, TaskBatch, check_functional, inner_loop, stack, task_losses, weighted_mse
+from piaa.meta.inner import InnerOptimizer
+
+
+@dataclass
+class Reptile:
+    module: torch.nn.Module
+    inner: InnerOptimizer
+    steps: int
+    query_phase: bool = False
+    loss: Loss = weighted_mse
+
+    def __post_init__(self) -> None:
+        check_functional(self.module)
+
+    def init_meta(self, params: Params) -> Meta:
+        return {"params": dict(params)}
+
+    def meta_gradient(self, meta: Meta, buffers: Params, batch: TaskBatch, inner_state: dict | None = None) -> MetaStep:
+        """θ − mean θ' over the batch; the returned inner state is the tasks' mean final state."""
+        params = meta["params"]
+        n = len(batch)
+        state = inner_state if inner_state is not None else self.inner.init(params)
+        state = {k: ({m: t.detach().unsqueeze(0).expand(n, *t.shape) for m, t in v.items()} if isinstance(v, dict) else v) for k, v in state.items()}
+        losses = task_losses(self.module, buffers, self.loss)
+        fast = {k: v.detach().clone().requires_grad_(True) for k, v in stack(params, n).items()}
+        phases = [batch.support] + ([batch.query] if self.query_phase else [])
+        fast, state = inner_loop(losses, fast, self.inner, state, phases, self.steps, graph="none")
+        with torch.no_grad():
+            qloss = losses(fast, *batch.query).mean()
+        grads = {k: (params[k].detach() - fast[k].detach()).mean(0) for k in params}
+        end = {k: ({m: t.mean(0) for m, t in v.items()} if isinstance(v, dict) else v) for k, v in state.items()}
+        return MetaStep({"params": grads}, qloss, end)
