@@ -149,16 +149,23 @@ def evaluate_job(
     """What `piaa evaluate` does: the protocol over every test rater of a saved run (default the
     latest; `data` replaces its dataset) or, with `method`, of that method fitted first on the train
     raters of `data`. Returns the method, the dataset and the evaluation."""
-    if method is not None:
-        if run is not None:
-            raise ConfigError("give either --run or --method, not both")
-        dataset, _ = resolve_data(data)
+    dataset, loaded = _job_input(run, method, data)
+    if loaded is None:
         model = create_method(method, overrides)
         model.fit(dataset.without("test"), seed=seed, progress=progress)
         return model, dataset, evaluate(model, dataset, shots=shots, repeats=repeats, seed=seed, progress=progress)
-    loaded = run if isinstance(run, Run) else load_run(run)
-    dataset = resolve_data(data)[0] if data is not None else loaded.load_data()
     return loaded.method, dataset, evaluate_run(loaded, dataset, shots=shots, repeats=repeats, seed=seed, progress=progress)
+
+
+def _job_input(run: Run | str | os.PathLike | None, method: str | None, data: str | os.PathLike | None) -> tuple[RaterDataset, Run | None]:
+    """The dataset a job runs on and, unless a `method` is to be fitted afresh, the saved run (default
+    the latest) it starts from; `data` replaces the run's dataset."""
+    if method is not None:
+        if run is not None:
+            raise ConfigError("give either --run or --method, not both")
+        return resolve_data(data)[0], None
+    loaded = run if isinstance(run, Run) else load_run(run)
+    return (resolve_data(data)[0] if data is not None else loaded.load_data()), loaded
 
 
 def cross_validation_job(
@@ -183,19 +190,15 @@ def cross_validation_job(
     from piaa.folds import cross_validate
     from piaa.tasks.splits import assign_folds, folds_text, read_folds
 
-    if method is not None:
-        if run is not None:
-            raise ConfigError("give either --run or --method, not both")
-        dataset, _ = resolve_data(data)
+    if method is None and overrides:
+        raise ConfigError("--set needs --method (a run's configuration is used as saved)")
+    dataset, loaded = _job_input(run, method, data)
+    if loaded is None:
         create_method(method, overrides)  # a bad name or override fails before any fitting
 
         def make() -> Method:
             return create_method(method, overrides)
     else:
-        if overrides:
-            raise ConfigError("--set needs --method (a run's configuration is used as saved)")
-        loaded = run if isinstance(run, Run) else load_run(run)
-        dataset = resolve_data(data)[0] if data is not None else loaded.load_data()
 
         def make() -> Method:
             return type(loaded.method)(loaded.method.config)
