@@ -291,7 +291,8 @@ def read_dataset(path: str | Path) -> RaterDataset:
     ratings["score"] = scores.astype(np.float32)
     if len(ratings) == 0:
         raise DataError("ratings.csv", "has a header but no ratings (expected rows user,image,score)", line=2)
-    bad = _first_bad(~ratings["user"].isin(known_users).to_numpy())
+    user_codes = pd.Index(users["user"]).get_indexer(ratings["user"]).astype(np.int64)  # -1: not in users.csv
+    bad = _first_bad(user_codes < 0)
     if bad is not None:
         raise DataError("ratings.csv", f"user {ratings['user'].iloc[bad]!r} is not listed in users.csv", line=bad + 2, field="user")
     position = pd.Series(np.arange(len(images), dtype=np.int64), index=images)
@@ -300,7 +301,6 @@ def read_dataset(path: str | Path) -> RaterDataset:
     if bad is not None:
         raise DataError("ratings.csv", f"image {ratings['image'].iloc[bad]!r} is not in images.csv", line=bad + 2, field="image")
     ratings["image_index"] = image_index.to_numpy(dtype=np.int64)
-    user_codes = pd.Index(users["user"]).get_indexer(ratings["user"]).astype(np.int64)
     dup = _first_bad(pd.Series(user_codes * max(len(images), 1) + ratings["image_index"].to_numpy(np.int64)).duplicated().to_numpy())
     if dup is not None:
         u, im = ratings["user"].iloc[dup], ratings["image"].iloc[dup]

@@ -61,10 +61,10 @@ def profiles_list(
     """The stored users: ratings, size, when adapted."""
     _, profiles = open_store(run, store, need_model=False)
     rows = profiles.list()
-    table = Table(title=f"{len(rows)} profile(s) in {profiles.path}")
-    # the user id is what people search for: printed whole (other columns shrink first)
-    longest = max((len(str(u)) for u in rows["user"]), default=4)
-    table.add_column("user", no_wrap=True, min_width=min(longest, 64), overflow="fold")
+    out.print(f"{len(rows)} profile(s) in {profiles.path}", soft_wrap=True)
+    table = Table()
+    widest = max((len(str(u)) for u in rows["user"]), default=4)
+    table.add_column("user", no_wrap=True, min_width=min(widest, 80))  # ids are shown whole, never wrapped
     for col in ("method", "ratings", "bytes", "updated"):
         table.add_column(col, justify="right" if col in ("ratings", "bytes") else "left")
     for row in rows.itertuples():

@@ -55,9 +55,13 @@ def print_personality_report(personality: Optional[dict]) -> None:
     if not quality:
         out.print("personality head: no held-out personality raters, quality not measured")
         return
+    raters = (
+        f"{personality.get('heldout_raters')} held-out Big-Five train raters (their images rated above their own mean)"
+        if personality.get("head_source") == "ratings" else f"{personality.get('heldout_raters')} held-out personality raters"
+    )
     out.print(
         f"  personality head (links images to the Big-Five of the raters who like them), checked on "
-        f"{personality.get('heldout_raters')} held-out personality raters: mean Pearson r "
+        f"{raters}: mean Pearson r "
         f"{quality['mean_pearson_r']:.2f} (1 = perfect, 0 = chance), mean absolute error {quality['mean_mae']:.2f} on the [-1, 1] scale",
         soft_wrap=True,
     )
