@@ -21,7 +21,8 @@ from piaa.protocol import Evaluation, evaluate
 from piaa.registry import create_method
 from piaa.runs import Run, load_run, resolve_data, runs_root, save_run
 from piaa.tasks.format import BIG_FIVE, RaterDataset
-from piaa.tasks.sampling import eligible
+from piaa.tasks.format import parse_big_five as _parse_big_five
+from piaa.tasks.sampling import MIN_QUERY, eligible
 from piaa.threads import job_threads
 
 # The best all-round method on the demo (best at 0 and 10 shots; task-vector leads at 100) and quick
@@ -180,16 +181,26 @@ def evaluate_job(
     """What `piaa evaluate` does: the protocol over every test rater of a saved run (default the
     latest; `data` replaces its dataset) or, with `method`, of that method fitted first on the train
     raters of `data`. Returns the method, the dataset and the evaluation."""
+    dataset, loaded = _job_input(run, method, data, overrides)
+    if loaded is None:
+        model = create_method(method, overrides)
+        model.fit(dataset.without("test"), seed=seed, progress=progress)
+        return model, dataset, evaluate(model, dataset, shots=shots, repeats=repeats, seed=seed, progress=progress)
+    return loaded.method, dataset, evaluate_run(loaded, dataset, shots=shots, repeats=repeats, seed=seed, progress=progress)
+
+
+def _job_input(
+    run: Run | str | os.PathLike | None, method: str | None, data: str | os.PathLike | None, overrides: list[str] | None = None
+) -> tuple[RaterDataset, Run | None]:
+    """The dataset a job runs on and, unless a `method` is to be fitted afresh, the saved run (default
+    the latest) it starts from; `data` replaces the run's dataset. A method that trains on images
+    reads the dataset's pixel rows. A bad method name or override fails here, before any fitting."""
     if method is not None:
         if run is not None:
             raise ConfigError("give either --run or --method, not both")
-        model = create_method(method, overrides)
-        dataset, _ = resolve_data(data, pixels=model.uses_images)
-        model.fit(dataset.without("test"), seed=seed, progress=progress)
-        return model, dataset, evaluate(model, dataset, shots=shots, repeats=repeats, seed=seed, progress=progress)
+        return resolve_data(data, pixels=create_method(method, overrides).uses_images)[0], None
     loaded = run if isinstance(run, Run) else load_run(run)
-    dataset = resolve_data(data, pixels=loaded.method.uses_images)[0] if data is not None else loaded.load_data()
-    return loaded.method, dataset, evaluate_run(loaded, dataset, shots=shots, repeats=repeats, seed=seed, progress=progress)
+    return (resolve_data(data, pixels=loaded.method.uses_images)[0] if data is not None else loaded.load_data()), loaded
 
 
 def cross_validation_job(
@@ -214,18 +225,14 @@ def cross_validation_job(
     from piaa.folds import cross_validate
     from piaa.tasks.splits import assign_folds, folds_text, read_folds
 
-    if method is not None:
-        if run is not None:
-            raise ConfigError("give either --run or --method, not both")
-        dataset, _ = resolve_data(data, pixels=create_method(method, overrides).uses_images)  # a bad name or override fails before any fitting
+    if method is None and overrides:
+        raise ConfigError("--set needs --method (a run's configuration is used as saved)")
+    dataset, loaded = _job_input(run, method, data, overrides)
+    if loaded is None:
 
         def make() -> Method:
             return create_method(method, overrides)
     else:
-        if overrides:
-            raise ConfigError("--set needs --method (a run's configuration is used as saved)")
-        loaded = run if isinstance(run, Run) else load_run(run)
-        dataset = resolve_data(data, pixels=loaded.method.uses_images)[0] if data is not None else loaded.load_data()
 
         def make() -> Method:
             return type(loaded.method)(loaded.method.config)
@@ -255,17 +262,7 @@ def cross_validation_job(
 
 def parse_big_five(text: str | Sequence[float]) -> np.ndarray:
     """'O,C,E,A,N' (or five numbers) → float32 [5], each in [-1, 1]; anything else is a ConfigError."""
-    items = [v.strip() for v in text.split(",")] if isinstance(text, str) else list(text)
-    if len(items) != 5:
-        raise ConfigError(f"--big-five expects 5 comma-separated numbers O,C,E,A,N in [-1, 1], got {len(items)}: {text!r}")
-    try:
-        values = np.array([float(v) for v in items], dtype=np.float64)
-    except ValueError:
-        raise ConfigError(f"--big-five expects numbers O,C,E,A,N in [-1, 1], got {text!r}") from None
-    bad = np.flatnonzero(~np.isfinite(values) | (np.abs(values) > 1))
-    if len(bad):
-        raise ConfigError(f"--big-five: {BIG_FIVE[bad[0]]} is {values[bad[0]]}, expected a number in [-1, 1]")
-    return values.astype(np.float32)
+    return _parse_big_five(text, error=lambda message: ConfigError(f"--big-five: {message}")).astype(np.float32)
 
 
 def with_big_five(data: RaterDataset, user: str, big_five: Sequence[float]) -> RaterDataset:
@@ -289,7 +286,7 @@ def adapt_user(
     if len(rater) == 0:
         raise DataError("ratings.csv", f"user {user!r} has no ratings")
     if not eligible(rater, shots):
-        raise DataError("ratings.csv", f"user {user!r} has {len(rater)} rated images; {shots} shots need at least {shots + 10}")
+        raise DataError("ratings.csv", f"user {user!r} has {len(rater)} rated images; {shots} shots need at least {shots + MIN_QUERY}")
     method = run.method
     if big_five is not None:
         if not method.uses_big_five:

@@ -45,7 +45,7 @@ def meta_train(
     changed = ", ".join(f"{k}={_show(v)}" for k, v in info["changed_config"].items())
     out.print(f"  config: {'defaults, except ' + changed if changed else 'the method defaults'} (all fields in {run_path / 'config.json'})", soft_wrap=True)
     print_personality_report(run.info.get("extra_state", {}).get("personality"))
-    print_notes(getattr(run.method, "notes", lambda: [])(), label="warning")
+    print_notes(run.method.notes(), label="warning")
     out.print(f"run saved to {run_path}")
 
 
