@@ -67,13 +67,15 @@ class GenericUserModel(UserModel):
 class GenericPrior(Method):
     Config = GIAAConfig
     summary = "generic aesthetics prior (MLP on features), no personalisation"
+    fitted_attributes = ("model",)
+    can_share_prior = True
 
     def __init__(self, config: GIAAConfig | None = None, **overrides):
         super().__init__(config, **overrides)
         self.model: FeatureRegressor | None = None
         self.score_mean = 0.0
         self.rater_std = 1.0
-        self.prior_shared = False  # True when `fit` reused a prior trained earlier in `shared_priors()`
+        self.prior_shared = False
 
     def _build(self, dim: int) -> FeatureRegressor:
         return FeatureRegressor(dim, self.config.hidden, self.config.dropout)
@@ -117,8 +119,7 @@ class GenericPrior(Method):
 
     def generic_z(self, x: np.ndarray) -> np.ndarray:
         """The prior on the standardised scale (0 = an average image, 1 = one rater-std better)."""
-        if self.model is None:
-            raise RuntimeError("giaa is not fitted")
+        self.check_fitted()
         return predict_batched(self.model, self.check_features(x))
 
     def generic_score(self, x: np.ndarray) -> np.ndarray:
@@ -132,7 +133,7 @@ class GenericPrior(Method):
         return GenericUserModel(self)  # nothing is personal
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        assert self.model is not None, "giaa is not fitted"
+        self.check_fitted()
         state = {f"prior.{k}": v for k, v in self.model.state_dict().items()}
         state["prior_stats"] = torch.tensor([self.score_mean, self.rater_std], dtype=torch.float64)
         return state

@@ -106,7 +106,7 @@ class RidgeResidual(GenericPrior):
 
     def design(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         """Residual-model inputs: standardised features (scaled to unit total variance) and the prior."""
-        assert self.model is not None
+        self.check_fitted()
         std = self.model.standardize
         z = (np.asarray(x, dtype=np.float32) - std.mean.numpy()) / std.scale.numpy()
         z = z / np.sqrt(z.shape[1])

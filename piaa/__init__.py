@@ -31,17 +31,6 @@ _EXPORTS = {
 }
 __all__ = ["__version__", *_EXPORTS]
 
+from piaa.plugins import lazy_exports as _lazy_exports  # noqa: E402  (after the source-tree finder)
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'piaa' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = _lazy_exports("piaa", globals(), _EXPORTS)

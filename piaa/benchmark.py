@@ -24,6 +24,7 @@ from piaa.errors import ConfigError
 from piaa.protocol import evaluate
 from piaa.registry import create_method, method_class
 from piaa.tasks.format import RaterDataset
+from piaa.tasks.sampling import MIN_QUERY
 from piaa.threads import limited_threads
 
 ROW_COLUMNS = ["method", "user", "shots", "repeat", "n_support", "n_query", "srocc", "plcc", "error"]
@@ -207,7 +208,7 @@ def run_benchmark(
             skipped = {int(k): list(v) for k, v in result.skipped.items()}
             frames.append(result.rows.assign(method=name))
             n_failed = int(result.rows["error"].notna().sum())
-            prior = ("shared" if getattr(method, "prior_shared", False) else "trained") if hasattr(method, "prior_shared") else ""
+            prior = ("shared" if method.prior_shared else "trained") if method.can_share_prior else ""
             timing.append({"method": name, "status": "ok" if not n_failed else f"{n_failed} episode(s) failed", "fit_seconds": fit_s, "eval_seconds": eval_s, "prior": prior})
     rows = pd.concat(frames, ignore_index=True)[ROW_COLUMNS] if frames else pd.DataFrame(columns=ROW_COLUMNS)
     rows["error"] = rows["error"].astype(object)
@@ -284,7 +285,7 @@ def summary_markdown(result: BenchmarkResult) -> str:
             lines.append(f"- {method}: {what}; first error: {first.error}")
     skipped = {k: v for k, v in result.skipped.items() if v}
     if skipped:
-        lines += [""] + [f"- {len(v)} rater(s) skipped at {k} shots (fewer than {k + 10} images)" for k, v in sorted(skipped.items())]
+        lines += [""] + [f"- {len(v)} rater(s) skipped at {k} shots (fewer than {k + MIN_QUERY} images)" for k, v in sorted(skipped.items())]
     return "\n".join(lines) + "\n"
 
 

@@ -34,5 +34,9 @@ def unknown_name(kind: str, name: str, known) -> ConfigError:
     return ConfigError(f"unknown {kind} {name!r}{hint} (known: {', '.join(known)})")
 
 
+class NotFittedError(PiaaError, RuntimeError):
+    """A method used before `fit` (or before a run's state was loaded into it)."""
+
+
 class RunError(PiaaError):
     """A run directory that is missing, incomplete or from an incompatible version."""

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 import torch
 
-from piaa.errors import ConfigError
+from piaa.errors import ConfigError, NotFittedError
 from piaa.tasks.format import RaterDataset
 
 
@@ -183,12 +183,27 @@ class UserModel(ABC):
 
 
 class Method(ABC):
-    """Base class: constructors only store configuration; `fit` returns self."""
+    """Base class: constructors only store configuration; `fit` returns self.
 
-    name: ClassVar[str] = ""
+    Capabilities are part of the interface, so callers ask instead of probing: `uses_big_five`,
+    `notes()`, `can_share_prior` / `prior_shared`; `check_fitted()` raises `NotFittedError`.
+    """
+
+    name: ClassVar[str] = ""  # set by the registry (piaa/registry.py)
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     summary: ClassVar[str] = ""
-    uses_big_five: ClassVar[bool] = False
+    supports_distributed: ClassVar[bool] = False  # fit splits its work over torchrun's processes
+
+    @property
+    def uses_images(self) -> bool:
+        """Whether the method trains end to end on images (its dataset rows are pixels, not features)."""
+        return False
+    #: attributes that stay None until `fit` or `load_state_dict` fills them (for `check_fitted`)
+    fitted_attributes: ClassVar[tuple[str, ...]] = ()
+    #: whether `fit` can reuse a prior trained earlier by an equal configuration (the benchmark's
+    #: `shared_priors()`); `prior_shared` then says whether the last `fit` did
+    can_share_prior: ClassVar[bool] = False
+    prior_shared: bool = False
 
     def __init__(self, config: MethodConfig | None = None, **overrides: Any):
         cfg = config if config is not None else self.Config()
@@ -204,6 +219,23 @@ class Method(ABC):
         self.score_range: tuple[float, float] = (0.0, 1.0)
         self.feature_dim: int | None = None
         self.fit_log: list[dict[str, Any]] = []
+
+    # -- capabilities ----------------------------------------------------------------------------
+    @property
+    def uses_big_five(self) -> bool:
+        """Whether `adapt` uses a rater's Big-Five (and so can predict from them alone at 0 shots)."""
+        return False
+
+    def notes(self) -> list[str]:
+        """What this fitted model cannot do, in words a user can act on (printed by the CLI)."""
+        return []
+
+    def check_fitted(self, *attributes: str) -> None:
+        """Raise `NotFittedError` unless `fit` (or `load_state_dict`) has run: the given attributes
+        (default `fitted_attributes`) must no longer be None."""
+        missing = [a for a in attributes or self.fitted_attributes if getattr(self, a, None) is None]
+        if missing:
+            raise NotFittedError(f"{self.name or type(self).__name__} is not fitted: call fit(data) first, or load a trained run")
 
     # -- learning --------------------------------------------------------------------------------
     @abstractmethod

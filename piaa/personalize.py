@@ -27,7 +27,7 @@ import pandas as pd
 
 import piaa
 from piaa.errors import DataError, PiaaError
-from piaa.profiles import ProfileError, ProfileStore, encode_json, now
+from piaa.profiles import ProfileError, ProfileStore, decode_row, now
 from piaa.threads import torch_threads
 
 SMALL_BATCH = 2048  # up to this many images are scored on one thread
@@ -143,15 +143,6 @@ class Profile:
             tensors["support.x"] = torch.from_numpy(np.ascontiguousarray(self.support, dtype=np.float32))
             tensors["support.y"] = torch.from_numpy(np.ascontiguousarray(self.scores, dtype=np.float64))
         return save(tensors, metadata={"format": "piaa-profile", "model_id": self.model_id})
-
-    def to_row(self, blob: bytes) -> dict[str, Any]:
-        ratings = {"images": self.images, "scores": [float(s) for s in self.scores], "features_sha256": self.features_sha256}
-        return {
-            "user": self.user, "model_id": self.model_id, "method": self.method, "piaa_version": self.piaa_version,
-            "n_ratings": self.n_ratings, "seed": int(self.seed), "ratings": encode_json(ratings),
-            "big_five": encode_json(self.big_five) if self.big_five is not None else None,
-            "state": blob, "state_sha256": hashlib.sha256(blob).hexdigest(), "created": self.created, "updated": self.updated,
-        }
 
     def info(self) -> dict[str, Any]:
         """Metadata as a plain dict (JSON-able)."""
@@ -298,6 +289,11 @@ class Personalizer:
             meta = self.dataset.meta
         except PiaaError:
             meta = {}
+        if self.method.uses_images:  # trained end to end: an image file's row is its pixels
+            from piaa.tasks.images import decode, image_transform
+
+            transform = image_transform(meta)
+            return lambda paths: np.stack([decode(Path(p), transform) for p in paths])
         backbone = meta.get("backbone")
         hint = "pass feature arrays or image ids of the run's dataset instead of image files"
         if not backbone:
@@ -328,15 +324,9 @@ class Personalizer:
         return y
 
     def _check_big_five(self, big_five: Any) -> list[float] | None:
-        if big_five is None:
-            return None
-        try:
-            b5 = np.asarray(big_five, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            raise DataError("big_five", "expected five numbers in [-1, 1] (O, C, E, A, N)") from None
-        if b5.shape != (5,) or not np.isfinite(b5).all() or np.abs(b5).max() > 1:
-            raise DataError("big_five", f"expected five numbers in [-1, 1] (O, C, E, A, N), got {big_five!r}")
-        return [float(v) for v in b5]
+        from piaa.tasks.format import parse_big_five
+
+        return None if big_five is None else parse_big_five(big_five).tolist()
 
     # -- adapting and scoring -------------------------------------------------------------------------
     def adapt(
@@ -392,11 +382,10 @@ class Personalizer:
         from safetensors.torch import load
 
         user = row["user"]
+        ratings, big_five = decode_row(row)
         try:
             tensors = load(row["state"])
-            ratings = json.loads(row["ratings"])
-            big_five = json.loads(row["big_five"]) if row["big_five"] else None
-        except (SafetensorError, json.JSONDecodeError, ValueError) as exc:
+        except (SafetensorError, ValueError) as exc:
             raise ProfileError(f"the stored profile of user {user!r} is damaged ({exc}); re-adapt this user") from None
         state = {k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")}
         support = tensors["support.x"].numpy() if "support.x" in tensors else None

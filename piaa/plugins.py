@@ -33,6 +33,24 @@ def load_target(target: str) -> Any:
     return value
 
 
+def lazy_exports(package: str, namespace: dict[str, Any], exports: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's `__getattr__` and `__dir__` that import each exported name's module on first use
+    (`exports`: name → module), so importing the package stays cheap."""
+
+    def __getattr__(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        namespace[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(namespace) | set(exports))
+
+    return __getattr__, __dir__
+
+
 def _origin(obj: Any) -> tuple[str, str]:
     """Where an object was defined: (module's last component, qualified name). The same definition
     imported again (a reload, one file under two package names) has the same origin."""
@@ -86,6 +104,11 @@ class Registry(Generic[T]):
             return obj
 
         return wrap
+
+    def remove(self, name: str) -> None:
+        """Forget `name` (a test's temporary entry, or a plugin replacing one); unknown names are ignored."""
+        self._targets.pop(name, None)
+        self._loaded.pop(name, None)
 
     def _set(self, name: str, obj: T) -> None:
         if self.on_load is not None:

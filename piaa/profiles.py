@@ -32,6 +32,9 @@ if TYPE_CHECKING:  # imported lazily at run time: torch is not needed to list or
     from piaa.personalize import Personalizer, Profile
 
 SCHEMA_VERSION = 1
+# The store sits below the model layer (piaa.personalize imports this module): to rebuild profiles
+# of the run it recorded it names the loader, as the registries name their entries, not imports it.
+MODEL_LOADER = "piaa.personalize:load"
 DEFAULT_NAME = "profiles.sqlite"
 BUSY_TIMEOUT_S = 60.0
 
@@ -204,10 +207,10 @@ class ProfileStore:
             run = meta.get("run")
             if run is None:
                 raise ProfileError(f"{self.path} is empty, so it names no model; pass model=piaa.load(RUN)")
-            from piaa.personalize import load
+            from piaa.plugins import load_target
 
             try:
-                self._model = load(run)
+                self._model = load_target(MODEL_LOADER)(run)
             except PiaaError as exc:
                 raise ProfileError(f"{self.path} was made with run {run}, which cannot be loaded ({exc}); pass model=piaa.load(RUN)") from None
         return self._model
@@ -218,7 +221,7 @@ class ProfileStore:
         blob = profile.state_bytes()
         if self._model is not None:
             self._refuse_foreign({"model_id": self._model.model_id, "run": str(self._model.path)}, profile.model_id, "this profile")
-        row = profile.to_row(blob)
+        row = encode_row(profile, blob)
         with self._connect(write=True) as con:
             meta = self._meta(con)
             self._refuse_foreign(meta, profile.model_id, "this profile")
@@ -264,11 +267,7 @@ class ProfileStore:
         row = self._row(user)
         out = {k: row[k] for k in _COLUMNS if k not in ("state", "ratings", "big_five")}
         out["bytes"] = len(row["state"])
-        try:
-            out["ratings"] = json.loads(row["ratings"])
-            out["big_five"] = json.loads(row["big_five"]) if row["big_five"] else None
-        except json.JSONDecodeError:
-            raise ProfileError(f"{self.path}: the stored ratings of user {user!r} are damaged; re-adapt this user") from None
+        out["ratings"], out["big_five"] = decode_row(row, where=f"{self.path}: ")
         return out
 
     def list(self) -> pd.DataFrame:
@@ -322,3 +321,23 @@ def stores_beside(run_dir: str | os.PathLike, *, exclude: str | os.PathLike | No
         if count:
             found.append((candidate, count))
     return found
+
+
+# -- the row layout: written and read only here ------------------------------------------------------
+def encode_row(profile: "Profile", state: bytes) -> dict[str, Any]:
+    """The stored row of `profile`, its per-user state already serialised to `state`."""
+    ratings = {"images": profile.images, "scores": [float(s) for s in profile.scores], "features_sha256": profile.features_sha256}
+    return {
+        "user": profile.user, "model_id": profile.model_id, "method": profile.method, "piaa_version": profile.piaa_version,
+        "n_ratings": profile.n_ratings, "seed": int(profile.seed), "ratings": encode_json(ratings),
+        "big_five": encode_json(profile.big_five) if profile.big_five is not None else None,
+        "state": state, "state_sha256": hashlib.sha256(state).hexdigest(), "created": profile.created, "updated": profile.updated,
+    }
+
+
+def decode_row(row: dict[str, Any], *, where: str = "") -> tuple[dict[str, Any], list[float] | None]:
+    """(ratings, big_five) of a stored row; damaged JSON is a ProfileError naming the user."""
+    try:
+        return json.loads(row["ratings"]), json.loads(row["big_five"]) if row["big_five"] else None
+    except (json.JSONDecodeError, TypeError):
+        raise ProfileError(f"{where}the stored ratings of user {row['user']!r} are damaged; re-adapt this user") from None

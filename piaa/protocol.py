@@ -2,7 +2,7 @@
 
 For each test rater and each k: draw k of the rater's images as support (seeded by seed, user, k and
 repeat), adapt, predict all the rater's other images and score the ranking. Raters with fewer than
-k + 10 images are skipped and counted. k = 0 uses no rated images (the prior, or the rater's Big-Five
+k + MIN_QUERY (10) images are skipped and counted. k = 0 uses no rated images (the prior, or the rater's Big-Five
 where a method uses it) and needs one repeat only, because there is nothing to draw. A method that
 uses Big-Five (`uses_big_five`) has nothing to go on at k = 0 for a rater whose Big-Five is unknown:
 such raters are skipped at k = 0 and listed in `no_big_five`.
@@ -24,7 +24,7 @@ from piaa.errors import ConfigError
 from piaa.progress import progress_bar
 from piaa.seeding import derive_seed
 from piaa.tasks.format import RaterDataset
-from piaa.tasks.sampling import MIN_QUERY, draw_support, eligible
+from piaa.tasks.sampling import MIN_QUERY, eligible, episodes
 from piaa.threads import single_threaded
 
 ROW_COLUMNS = ["user", "shots", "repeat", "n_support", "n_query", "srocc", "plcc", "error"]
@@ -124,13 +124,12 @@ def evaluate(
                     skipped[k].append(rater.user)
                     advance(n_rep)
                     continue
-                if k == 0 and big_five is None and getattr(method, "uses_big_five", False):
+                if k == 0 and big_five is None and method.uses_big_five:
                     no_big_five[k].append(rater.user)
                     advance(n_rep)
                     continue
-                for repeat in range(n_rep):
-                    support, query = draw_support(len(rater), k, seed=seed, user=rater.user, repeat=repeat)
-                    rows.append(_episode(method, rater.user, k, repeat, x_all, rater.scores, support, query, big_five, seed))
+                for ep in episodes(rater, k, n_rep, seed=seed):
+                    rows.append(_episode(method, rater.user, k, ep.repeat, x_all, rater.scores, ep.support, ep.query, big_five, seed))
                     advance(1)
     frame = pd.DataFrame(rows, columns=ROW_COLUMNS)
     frame["error"] = frame["error"].astype(object)

@@ -41,38 +41,52 @@ def fit_regressor(
     xt, yt = as_tensor(x), as_tensor(y)
     wt = as_tensor(np.ones(n) if weights is None else weights)
     loss_fn = loss_fn or (lambda pred, target, w: (w * (pred - target) ** 2).sum() / w.sum())
-    log: list[dict[str, Any]] = []
     with torch_seeded(seed, "train"), job_threads():
         opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-        best, best_loss, since_best = copy.deepcopy(model.state_dict()), float("inf"), 0
-        with progress_bar(label, total=epochs, enabled=progress) as advance:
-            for epoch in range(epochs):
-                model.train()
-                perm = train[rng.permutation(len(train))]
-                total = 0.0
-                for start in range(0, len(perm), batch_size):
-                    idx = torch.from_numpy(perm[start : start + batch_size])
-                    loss = loss_fn(model(xt[idx]), yt[idx], wt[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach()) * len(idx)
-                train_loss = total / max(1, len(perm))
-                if n_val:
-                    model.eval()
-                    with torch.no_grad():
-                        vi = torch.from_numpy(val)
-                        val_loss = float(loss_fn(model(xt[vi]), yt[vi], wt[vi]))
-                else:
-                    val_loss = train_loss
-                log.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss})
-                advance(1)
-                if val_loss < best_loss - 1e-6:
-                    best, best_loss, since_best = copy.deepcopy(model.state_dict()), val_loss, 0
-                else:
-                    since_best += 1
-                    if since_best >= patience:
-                        break
-        model.load_state_dict(best)
+
+        def run_epoch(epoch: int) -> dict[str, Any]:
+            model.train()
+            perm = train[rng.permutation(len(train))]
+            total = 0.0
+            for start in range(0, len(perm), batch_size):
+                idx = torch.from_numpy(perm[start : start + batch_size])
+                loss = loss_fn(model(xt[idx]), yt[idx], wt[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            train_loss = total / max(1, len(perm))
+            if n_val:
+                model.eval()
+                with torch.no_grad():
+                    vi = torch.from_numpy(val)
+                    val_loss = float(loss_fn(model(xt[vi]), yt[vi], wt[vi]))
+            else:
+                val_loss = train_loss
+            return {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss}
+
+        return train_with_early_stopping(model, run_epoch, epochs=epochs, patience=patience, progress=progress, label=label)
+
+
+def train_with_early_stopping(
+    model: nn.Module, run_epoch: Callable[[int], dict[str, Any]], *, epochs: int, patience: int, progress: bool = False, label: str = "training"
+) -> list[dict[str, Any]]:
+    """Run `run_epoch(epoch)` up to `epochs` times; each returns its log entry with a "val_loss".
+    Stops after `patience` epochs without a better val_loss and leaves `model` holding the weights
+    of the best epoch, in eval mode. Returns the epoch log (every model trained here stops this way)."""
+    log: list[dict[str, Any]] = []
+    best, best_loss, since_best = copy.deepcopy(model.state_dict()), float("inf"), 0
+    with progress_bar(label, total=epochs, enabled=progress) as advance:
+        for epoch in range(epochs):
+            entry = run_epoch(epoch)
+            log.append(entry)
+            advance(1)
+            if entry["val_loss"] < best_loss - 1e-6:
+                best, best_loss, since_best = copy.deepcopy(model.state_dict()), entry["val_loss"], 0
+            else:
+                since_best += 1
+                if since_best >= patience:
+                    break
+    model.load_state_dict(best)
     model.eval()
     return log

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,32 @@ from piaa.atomic import staged_directory, write_json
 from piaa.errors import DataError
 
 BIG_FIVE = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
+
+
+def parse_big_five(value: Any, *, error: Callable[[str], Exception] = lambda message: DataError("big_five", message)) -> np.ndarray:
+    """A rater's Big-Five as a user gives them, 'O,C,E,A,N' text or five numbers, → float64 [5].
+
+    Each must be a finite number in [-1, 1]; anything else raises `error(message)`, the message
+    naming what is wrong (the caller picks the error class and where it points).
+    """
+    expected = "five numbers in [-1, 1] (O, C, E, A, N)"
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    else:
+        try:
+            items = np.asarray(value, dtype=object).reshape(-1).tolist()
+        except (TypeError, ValueError):
+            raise error(f"expected {expected}, got {value!r}") from None
+    if len(items) != 5:
+        raise error(f"expected {expected} as 5 comma-separated values, got {len(items)}: {value!r}")
+    try:
+        values = np.array([float(v) for v in items], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise error(f"expected {expected}, got {value!r}") from None
+    bad = np.flatnonzero(~np.isfinite(values) | (np.abs(values) > 1))
+    if len(bad):
+        raise error(f"{BIG_FIVE[bad[0]]} is {values[bad[0]]}, expected {expected}")
+    return values
 SPLITS = ("train", "test", "personality")
 FORMAT_VERSION = 1
 # Rater attributes importers write under these names (any other extra users.csv column is kept too).
@@ -229,8 +255,12 @@ def _numeric(df: pd.DataFrame, col: str, file: str, what: str) -> np.ndarray:
     return values
 
 
-def read_dataset(path: str | Path) -> RaterDataset:
-    """Read and validate a rater-dataset directory. Raises `DataError` on the first problem."""
+def read_dataset(path: str | Path, *, pixels: bool = False) -> RaterDataset:
+    """Read and validate a rater-dataset directory. Raises `DataError` on the first problem.
+
+    With `pixels`, `features` are the images under dataset.json's `images_root` as pixel rows
+    (`piaa.tasks.images.PixelArray`, for end-to-end training) instead of features.npy.
+    """
     root = Path(path)
     if not root.is_dir():
         raise DataError(str(root), "is not a directory (expected a rater dataset: dataset.json, ratings.csv, ...)")
@@ -248,7 +278,15 @@ def read_dataset(path: str | Path) -> RaterDataset:
     if empty is not None:
         raise DataError("images.csv", "empty image id", line=empty + 2, field="image")
 
-    features = _read_features(root / "features.npy", len(images))
+    if pixels:
+        from piaa.tasks.images import pixel_array
+
+        features = pixel_array(meta, root, images.tolist())
+    elif not (root / "features.npy").exists() and "images_root" in meta:
+        raise DataError(str(root / "features.npy"), "is missing: this dataset has images only (images_root); extract features "
+                        "(piaa features extract) or train end to end on the images (--set backbone=small-cnn)")
+    else:
+        features = _read_features(root / "features.npy", len(images))
 
     users = _read_users(root / "users.csv")
     known_users = set(users["user"])

@@ -18,6 +18,8 @@ MIN_QUERY = 10  # a rater needs at least shots + MIN_QUERY images for that shot 
 
 @dataclass(frozen=True)
 class Episode:
+    """One support/query draw of a rater: what the protocol adapts from and scores on."""
+
     user: str
     shots: int
     repeat: int
@@ -40,6 +42,7 @@ def eligible(rater: Rater, shots: int, min_query: int = MIN_QUERY) -> bool:
 
 
 def episodes(rater: Rater, shots: int, repeats: int, *, seed: int) -> list[Episode]:
+    """The protocol's `repeats` draws of `shots` support images for `rater` (see `draw_support`)."""
     out = []
     for repeat in range(repeats):
         support, query = draw_support(len(rater), shots, seed=seed, user=rater.user, repeat=repeat)

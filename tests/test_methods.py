@@ -152,3 +152,25 @@ def test_every_builtin_method_is_found_by_its_own_module():
         cls = method_class(name)
         assert cls.__module__ == module and cls.name == name
         assert attribute in ("", cls.__qualname__)
+
+
+def test_unfitted_methods_raise_not_fitted_error():
+    """Every method that declares its fitted state says "not fitted" as one PiaaError, never an assert."""
+    from piaa.errors import NotFittedError, PiaaError
+
+    declaring = [name for name, cls in list_methods().items() if cls.fitted_attributes]
+    assert {"giaa", "ridge", "knn", "pa-iaa"} <= set(declaring)
+    for name in declaring:
+        method = create_method(name)
+        with pytest.raises(NotFittedError, match=f"{name} is not fitted") as caught:
+            method.state_dict()
+        assert isinstance(caught.value, PiaaError)
+
+
+def test_capabilities_are_declared_not_probed():
+    """uses_big_five, notes() and can_share_prior exist on every method (the base class declares them)."""
+    for name, cls in list_methods().items():
+        method = create_method(name)
+        assert isinstance(method.uses_big_five, bool) and isinstance(method.notes(), list)
+        assert isinstance(cls.can_share_prior, bool) and method.prior_shared is False
+    assert method_class("knn").can_share_prior and not method_class("pa-iaa").can_share_prior

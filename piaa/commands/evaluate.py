@@ -114,7 +114,7 @@ def evaluate(
             run=run, method=method, data=data, overrides=set_, shots=shots or [10, 100], repeats=repeats, seed=seed, progress=progress
         )
     title = f"{method} on {dataset.name}" if method is not None else f"{model.name} ({result.meta['run']}) on {dataset.name}"
-    print_notes(getattr(model, "notes", lambda: [])())
+    print_notes(model.notes())
     out.print(summary_table(title, result.summary))
     report_evaluation(result, json_file, csv_file)
 

@@ -31,23 +31,16 @@ def open_store(run: Optional[Path], store: Optional[Path], *, need_model: bool):
     return None, ProfileStore(Path(run_dir) / DEFAULT_NAME)
 
 
-def _parse_big_five(text: Optional[str]):
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise UsageFailure(f"--big-five expects five comma-separated numbers (O,C,E,A,N), got {text!r}") from None
-
-
 def adapt_new_user(user: str, ratings: Path, *, run, save: bool, big_five, seed: int, store) -> None:
     """`piaa adapt --ratings FILE`: adapt a new user from their own CSV, and with --save store it."""
     from piaa.personalize import adapt_from_csv
+    from piaa.tasks.format import parse_big_five
 
+    traits = None if big_five is None else parse_big_five(big_five, error=lambda message: UsageFailure(f"--big-five: {message}")).tolist()
     model, profiles = open_store(run, store, need_model=True)
     if save:
         profiles.model_id()  # a foreign, newer or damaged store is refused before anything is printed
-    profile = adapt_from_csv(model, ratings, user=user, big_five=_parse_big_five(big_five), seed=seed)
+    profile = adapt_from_csv(model, ratings, user=user, big_five=traits, seed=seed)
     out.print(f"user {profile.user}: adapted {model.method_name} ({model.model_id}) from {profile.n_ratings} ratings")
     if not save:
         out.print("not stored (add --save to keep this profile)")
@@ -68,10 +61,10 @@ def profiles_list(
     """The stored users: ratings, size, when adapted."""
     _, profiles = open_store(run, store, need_model=False)
     rows = profiles.list()
-    table = Table(title=f"{len(rows)} profile(s) in {profiles.path}")
-    # the user id is what people search for: printed whole (other columns shrink first)
-    longest = max((len(str(u)) for u in rows["user"]), default=4)
-    table.add_column("user", no_wrap=True, min_width=min(longest, 64), overflow="fold")
+    out.print(f"{len(rows)} profile(s) in {profiles.path}", soft_wrap=True)
+    table = Table()
+    widest = max((len(str(u)) for u in rows["user"]), default=4)
+    table.add_column("user", no_wrap=True, min_width=min(widest, 80))  # ids are shown whole, never wrapped
     for col in ("method", "ratings", "bytes", "updated"):
         table.add_column(col, justify="right" if col in ("ratings", "bytes") else "left")
     for row in rows.itertuples():

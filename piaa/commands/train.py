@@ -20,13 +20,19 @@ def meta_train(
     resume: bool = typer.Option(True, "--resume/--restart", help="Continue an interrupted run with the same method, config, data and seed (default), or start over."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it already holds files."),
     threads: int = typer.Option(1, "--threads", min=1, help="Torch/BLAS threads (1, the default, is fastest for piaa's small networks, above all on a busy machine)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto|cpu|cuda, for methods trained end to end on images (--set backbone=...); see docs/distributed.md."),
 ) -> None:
-    """Learn a prior from the training raters and save it as a run."""
+    """Learn a prior from the training raters and save it as a run (under torchrun: split over the processes)."""
     from piaa.runs import load_run
     from piaa.workflows import DEFAULT_METHOD, meta_train as train, training_summary
 
     check_output_dir(out_dir, "--out", force)
-    run_path = train(method or DEFAULT_METHOD, data, out=out_dir, seed=seed, overrides=set_, progress=progress, resume=resume, force=force, threads=threads)
+    run_path = train(method or DEFAULT_METHOD, data, out=out_dir, seed=seed, overrides=set_, progress=progress, resume=resume, force=force,
+                     threads=threads, device=device)
+    from piaa.distributed import env_rank
+
+    if env_rank() != 0:  # under torchrun, rank 0 reports
+        return
     run = load_run(run_path)
     info = training_summary(run)
     where = "the embedded demo (simulated raters, see docs/demo.md)" if info["data"] == "demo" else info["data"]
@@ -39,7 +45,7 @@ def meta_train(
     changed = ", ".join(f"{k}={_show(v)}" for k, v in info["changed_config"].items())
     out.print(f"  config: {'defaults, except ' + changed if changed else 'the method defaults'} (all fields in {run_path / 'config.json'})", soft_wrap=True)
     print_personality_report(run.info.get("extra_state", {}).get("personality"))
-    print_notes(getattr(run.method, "notes", lambda: [])(), label="warning")
+    print_notes(run.method.notes(), label="warning")
     out.print(f"run saved to {run_path}")
 
 

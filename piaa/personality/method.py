@@ -33,7 +33,7 @@ from piaa.personality.losses import DISTRIBUTION_LOSSES
 from piaa.personality.model import PersonalityAssistedNet, predict_heads, torch_threads
 from piaa.personality.training import TaskData, personality_quality, train_multitask
 from piaa.seeding import numpy_rng, torch_seeded
-from piaa.tasks.format import BIG_FIVE, RaterDataset
+from piaa.tasks.format import BIG_FIVE, RaterDataset, parse_big_five
 
 
 LINK_SOURCES = ("auto", "ratings", "likes")
@@ -82,7 +82,7 @@ class PAUserModel(UserModel):
 class PersonalityAssisted(Method):
     Config = PAIAAConfig
     summary = "personality-assisted multi-task model: s_generic + w·p(x), zero-shot from Big-Five (PA-IAA)"
-    uses_big_five = True
+    fitted_attributes = ("net", "prior")
 
     def __init__(self, config: PAIAAConfig | None = None, **overrides):
         super().__init__(config, **overrides)
@@ -101,9 +101,10 @@ class PersonalityAssisted(Method):
     def personality_available(self) -> bool:
         return bool(self.personality.get("available"))
 
-    def _sync_capabilities(self) -> None:
+    @property
+    def uses_big_five(self) -> bool:
         # Without a trained personality head there is nothing Big-Five could be mapped through.
-        self.uses_big_five = self.personality_available  # instance attribute shadows the class flag
+        return self.personality_available
 
     def notes(self) -> list[str]:
         """What this fitted model cannot do (in words a user can act on), and where its link came from."""
@@ -184,7 +185,6 @@ class PersonalityAssisted(Method):
         else:
             self.personality = {"available": False, "reason": reason}
         self._fit_prior(data)
-        self._sync_capabilities()
         self.fit_log.append({"event": "personality", **self.personality})
         return self
 
@@ -247,8 +247,7 @@ class PersonalityAssisted(Method):
     # -- prediction ------------------------------------------------------------------------------
     def heads(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(generic score [n] on the dataset's scale, personality [n, 5] in [-1, 1])."""
-        if self.net is None:
-            raise RuntimeError("pa-iaa is not fitted")
+        self.check_fitted("net")
         with torch_threads(self.config.threads):
             s, _, p = predict_heads(self.net, self.check_features(x))
         return s, p
@@ -262,12 +261,10 @@ class PersonalityAssisted(Method):
         return design(s, p) if self.personality_available else s[:, None].astype(np.float64)
 
     def prior_for(self, big_five: np.ndarray | None) -> TastePrior:
-        assert self.prior is not None, "pa-iaa is not fitted"
+        self.check_fitted()
         if big_five is None or not self.personality_available or self.link is None:
             return self.prior
-        b5 = np.asarray(big_five, dtype=np.float64).reshape(-1)
-        if b5.shape != (5,) or not np.isfinite(b5).all():
-            raise ConfigError(f"Big-Five must be 5 finite numbers (O, C, E, A, N), got {big_five!r}")
+        b5 = parse_big_five(big_five, error=lambda message: ConfigError(f"Big-Five: {message}"))
         return self.prior.given_big_five(self.link.weights(b5))
 
     def adapt(self, x_support, y_support, *, big_five=None, seed: int = 0) -> UserModel:
@@ -279,7 +276,7 @@ class PersonalityAssisted(Method):
 
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
-        assert self.net is not None and self.prior is not None, "pa-iaa is not fitted"
+        self.check_fitted()
         f64 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))  # noqa: E731
         state = {f"net.{k}": v for k, v in self.net.state_dict().items()}
         state.update({"prior.mean": f64(self.prior.mean), "prior.cov": f64(self.prior.cov), "prior.noise": f64([self.prior.noise]), "pool_center": f64(self.pool_center)})
@@ -309,4 +306,3 @@ class PersonalityAssisted(Method):
         self.personality = dict(extra.get("personality") or {"available": self.link is not None, "reason": None})
         if self.link is not None and "link" in self.personality:
             self.link = TasteLink(self.link.matrix, self.link.generic_coef, int(self.personality["link"].get("n_raters", 0)), self.link.center)
-        self._sync_capabilities()

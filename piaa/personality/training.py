@@ -8,7 +8,6 @@ personality raters for personality (whole raters, so the report measures general
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -18,8 +17,8 @@ import torch
 from piaa.metrics import plcc
 from piaa.nn import as_tensor
 from piaa.personality.model import PersonalityAssistedNet, predict_heads
-from piaa.progress import progress_bar
 from piaa.seeding import numpy_rng, torch_seeded
+from piaa.training import train_with_early_stopping
 from piaa.tasks.format import BIG_FIVE
 
 TRAITS = tuple(t[0].upper() for t in BIG_FIVE)  # O, C, E, A, N
@@ -65,79 +64,82 @@ def train_multitask(
     aesthetics head alone (a dataset without personality raters).
     """
     rng = numpy_rng(seed, "pa-iaa", "batches")
-    g_train, g_val = generic
-    tensors = lambda d: (as_tensor(d.x), as_tensor(d.y), as_tensor(d.w))  # noqa: E731
-    gx, gy, gw = tensors(g_train)
-    gvx, gvy, gvw = tensors(g_val)
-    if personality is not None:
-        p_train, p_val = personality
-        px, py, pw = tensors(p_train)
-        pvx, pvy, pvw = tensors(p_val)
-        p_order, p_pos = rng.permutation(len(p_train)), 0
+    epoch = _MultitaskEpoch(net, generic, personality, distribution_loss, personality_weight, batch_size, rng)
+    with torch_seeded(seed, "pa-iaa", "train"):
+        epoch.opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+        return train_with_early_stopping(net, epoch, epochs=epochs, patience=patience, progress=progress, label="pa-iaa multi-task")
 
-    def val_losses() -> tuple[float, float]:
-        net.eval()
+
+def _tensors(d: TaskData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return as_tensor(d.x), as_tensor(d.y), as_tensor(d.w)
+
+
+class _MultitaskEpoch:
+    """One epoch of the multi-task training: each aesthetics batch is followed by a personality
+    batch (drawn in turn from a reshuffled order); its log entry's val_loss is the weighted sum."""
+
+    def __init__(self, net, generic, personality, distribution_loss, personality_weight: float, batch_size: int, rng: np.random.Generator):
+        self.net, self.loss, self.weight, self.batch_size, self.rng = net, distribution_loss, personality_weight, batch_size, rng
+        self.opt: torch.optim.Optimizer | None = None
+        self.g_train, self.g_val = generic
+        self.g, self.gv = _tensors(self.g_train), _tensors(self.g_val)
+        self.personality = personality
+        if personality is not None:
+            self.p_train, self.p_val = personality
+            self.p, self.pv = _tensors(self.p_train), _tensors(self.p_val)
+            self.p_order, self.p_pos = rng.permutation(len(self.p_train)), 0
+
+    def _step(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+    def _personality_loss(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return _weighted(((self.net(x)[1] - y) ** 2).mean(dim=-1), w)
+
+    def _personality_batch(self) -> tuple[float, int]:
+        if self.p_pos + self.batch_size > len(self.p_order):
+            self.p_order, self.p_pos = self.rng.permutation(len(self.p_train)), 0
+        pidx = torch.from_numpy(self.p_order[self.p_pos : self.p_pos + self.batch_size])
+        self.p_pos += self.batch_size
+        px, py, pw = self.p
+        ploss = self._personality_loss(px[pidx], py[pidx], pw[pidx])
+        self._step(self.weight * ploss)
+        return float(ploss.detach()) * len(pidx), len(pidx)
+
+    def val_losses(self) -> tuple[float, float]:
+        self.net.eval()
         with torch.no_grad():
-            g = float(_weighted(distribution_loss(net(gvx)[0], gvy), gvw)) if len(g_val) else float("nan")
-            p = float("nan")
-            if personality is not None and len(p_val):
-                p = float(_weighted(((net(pvx)[1] - pvy) ** 2).mean(dim=-1), pvw))
-        net.train()
+            gvx, gvy, gvw = self.gv
+            g = float(_weighted(self.loss(self.net(gvx)[0], gvy), gvw)) if len(self.g_val) else float("nan")
+            p = float(self._personality_loss(*self.pv)) if self.personality is not None and len(self.p_val) else float("nan")
+        self.net.train()
         return g, p
 
-    log: list[dict[str, Any]] = []
-    with torch_seeded(seed, "pa-iaa", "train"):
-        opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-        best, best_loss, since_best = copy.deepcopy(net.state_dict()), float("inf"), 0
-        with progress_bar("pa-iaa multi-task", total=epochs, enabled=progress) as advance:
-            for epoch in range(epochs):
-                net.train()
-                order = rng.permutation(len(g_train))
-                g_sum = p_sum = 0.0
-                g_n = p_n = 0
-                for start in range(0, len(order), batch_size):
-                    idx = torch.from_numpy(order[start : start + batch_size])
-                    loss = _weighted(distribution_loss(net(gx[idx])[0], gy[idx]), gw[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    g_sum += float(loss.detach()) * len(idx)
-                    g_n += len(idx)
-                    if personality is not None:
-                        if p_pos + batch_size > len(p_order):
-                            p_order, p_pos = rng.permutation(len(p_train)), 0
-                        pidx = torch.from_numpy(p_order[p_pos : p_pos + batch_size])
-                        p_pos += batch_size
-                        ploss = _weighted(((net(px[pidx])[1] - py[pidx]) ** 2).mean(dim=-1), pw[pidx])
-                        opt.zero_grad(set_to_none=True)
-                        (personality_weight * ploss).backward()
-                        opt.step()
-                        p_sum += float(ploss.detach()) * len(pidx)
-                        p_n += len(pidx)
-                g_val_loss, p_val_loss = val_losses()
-                entry = {
-                    "epoch": epoch + 1,
-                    "aesthetics_train_loss": g_sum / max(g_n, 1),
-                    "aesthetics_val_loss": g_val_loss,
-                }
-                monitored = g_val_loss if np.isfinite(g_val_loss) else entry["aesthetics_train_loss"]
-                if personality is not None:
-                    entry["personality_train_loss"] = p_sum / max(p_n, 1)
-                    entry["personality_val_loss"] = p_val_loss
-                    p_mon = p_val_loss if np.isfinite(p_val_loss) else entry["personality_train_loss"]
-                    monitored += personality_weight * p_mon
-                entry["val_loss"] = monitored
-                log.append(entry)
-                advance(1)
-                if monitored < best_loss - 1e-6:
-                    best, best_loss, since_best = copy.deepcopy(net.state_dict()), monitored, 0
-                else:
-                    since_best += 1
-                    if since_best >= patience:
-                        break
-        net.load_state_dict(best)
-    net.eval()
-    return log
+    def __call__(self, epoch: int) -> dict[str, Any]:
+        self.net.train()
+        order = self.rng.permutation(len(self.g_train))
+        gx, gy, gw = self.g
+        g_sum = p_sum = 0.0
+        g_n = p_n = 0
+        for start in range(0, len(order), self.batch_size):
+            idx = torch.from_numpy(order[start : start + self.batch_size])
+            loss = _weighted(self.loss(self.net(gx[idx])[0], gy[idx]), gw[idx])
+            self._step(loss)
+            g_sum += float(loss.detach()) * len(idx)
+            g_n += len(idx)
+            if self.personality is not None:
+                total, n = self._personality_batch()
+                p_sum, p_n = p_sum + total, p_n + n
+        g_val_loss, p_val_loss = self.val_losses()
+        entry = {"epoch": epoch + 1, "aesthetics_train_loss": g_sum / max(g_n, 1), "aesthetics_val_loss": g_val_loss}
+        monitored = g_val_loss if np.isfinite(g_val_loss) else entry["aesthetics_train_loss"]
+        if self.personality is not None:
+            entry["personality_train_loss"] = p_sum / max(p_n, 1)
+            entry["personality_val_loss"] = p_val_loss
+            monitored += self.weight * (p_val_loss if np.isfinite(p_val_loss) else entry["personality_train_loss"])
+        entry["val_loss"] = monitored
+        return entry
 
 
 def personality_quality(net: PersonalityAssistedNet, x: np.ndarray, big_five: np.ndarray) -> dict[str, Any]:

@@ -97,14 +97,14 @@ class HeadMethod(Method):
         return bases, raters
 
     def _user_model(self, head: np.ndarray, x_center: np.ndarray, offset: float) -> HeadUserModel:
-        assert self.design is not None, f"{self.name} is not fitted"
+        self.check_fitted("design")
         return HeadUserModel(self.design, head, x_center, offset, self.score_range)
 
     def user_model_from_state(self, state) -> UserModel:
         return self._user_model(state["head"].double().numpy(), state["x_center"].double().numpy(), float(state["offset"][0]))
 
     def _design_state(self) -> dict[str, torch.Tensor]:
-        assert self.design is not None, f"{self.name} is not fitted"
+        self.check_fitted("design")
         state = {k: v.clone() for k, v in self._net_state.items()}
         state.update(self.design.state_dict())
         state["pool"] = torch.from_numpy(np.concatenate([[self.pool_offset], self.pool_center]))
@@ -120,7 +120,12 @@ class HeadMethod(Method):
 class LearnedPrior(HeadMethod):
     Config = LearnedPriorConfig
     summary = "empirical-Bayes Gaussian prior over raters' linear heads (low rank + diagonal), Big-Five as its mean; closed-form posterior"
-    uses_big_five = True
+    fitted_attributes = ("design", "prior")
+
+    @property
+    def uses_big_five(self) -> bool:
+        # Big-Five shift the prior's mean only through the link learned from training raters.
+        return self.link_matrix is not None
 
     def __init__(self, config: LearnedPriorConfig | None = None, **overrides):
         super().__init__(config, **overrides)
@@ -152,7 +157,6 @@ class LearnedPrior(HeadMethod):
         self.prior = prior.with_noise(prior.noise * best["noise_scale"])
         self.link_matrix = self._link_in_design(bases)
         self.link_spread = self._link_spread(data) if self.link_matrix is not None and self.config.link_spread else None
-        self.uses_big_five = self.link_matrix is not None
         self.fit_log = [
             {"event": "selection", "table": self.selection, "chosen": best, "validation_raters": len(held), "fit_raters": len(fit_pos)},
             {"event": "big-five link", "available": self.link_matrix is not None, "spread_added": self.link_spread is not None},
@@ -166,7 +170,7 @@ class LearnedPrior(HeadMethod):
         the prior's own γ, so scale by γ and by p's spread."""
         if any(base.link is None or not base.personality_available for base in bases):
             return None
-        assert self.design is not None and self.prior is not None
+        self.check_fitted("design", "prior")
         link = np.mean([base.link.matrix / base.link.generic_coef for base in bases], axis=0)
         centers = [base.link.center for base in bases if getattr(base.link, "center", None) is not None]
         self.link_center = np.mean(centers, axis=0) if centers else np.zeros(5)
@@ -190,7 +194,7 @@ class LearnedPrior(HeadMethod):
         return self.link_matrix @ np.linalg.cholesky(cov_b5)
 
     def prior_for(self, big_five: np.ndarray | None) -> HeadPrior:
-        assert self.prior is not None, "learned-prior is not fitted"
+        self.check_fitted("prior")
         if big_five is None or self.link_matrix is None:
             return self.prior
         b5 = np.asarray(big_five, dtype=np.float64).reshape(-1)
@@ -206,7 +210,7 @@ class LearnedPrior(HeadMethod):
         return HeadPrior(prior.mean, np.concatenate([prior.factors, extra], axis=1), prior.diag, prior.noise)
 
     def adapt(self, x_support, y_support, *, big_five=None, seed: int = 0) -> UserModel:
-        assert self.design is not None, "learned-prior is not fitted"
+        self.check_fitted("design")
         y = np.asarray(y_support, dtype=np.float64)
         prior = self.prior_for(big_five)
         if len(y) == 0:
@@ -216,7 +220,7 @@ class LearnedPrior(HeadMethod):
         return self._user_model(head, x_center, offset)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        assert self.prior is not None, "learned-prior is not fitted"
+        self.check_fitted("prior")
         f64 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))  # noqa: E731
         state = self._design_state()
         state.update({"prior.mean": f64(self.prior.mean), "prior.factors": f64(self.prior.factors), "prior.diag": f64(self.prior.diag), "prior.noise": f64([self.prior.noise])})
@@ -235,7 +239,6 @@ class LearnedPrior(HeadMethod):
         self.link_matrix = get("link") if "link" in state else None
         self.link_spread = get("link_spread") if "link_spread" in state else None
         self.link_center = get("link_center") if "link_center" in state else np.zeros(5)
-        self.uses_big_five = self.link_matrix is not None
 
     def extra_state(self) -> dict[str, Any]:
         return {**super().extra_state(), "selection": self.selection}

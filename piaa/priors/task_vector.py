@@ -84,6 +84,7 @@ def combine(x: np.ndarray, y: np.ndarray, mu: np.ndarray, basis: np.ndarray, lam
 class TaskVector(HeadMethod):
     Config = TaskVectorConfig
     summary = "task-vector PIAA (Yun & Choo, ECCV 2024): prior head + ridge combination of training raters' task vectors"
+    fitted_attributes = ("design", "mu", "basis")
 
     def __init__(self, config: TaskVectorConfig | None = None, **overrides):
         super().__init__(config, **overrides)
@@ -118,7 +119,7 @@ class TaskVector(HeadMethod):
         return self
 
     def adapt(self, x_support, y_support, *, big_five=None, seed: int = 0) -> UserModel:
-        assert self.design is not None and self.mu is not None, "task-vector is not fitted"
+        self.check_fitted("design", "mu")
         y = np.asarray(y_support, dtype=np.float64)
         if len(y) == 0:
             return self._user_model(self.mu.copy(), self.pool_center, self.pool_offset)
@@ -127,7 +128,7 @@ class TaskVector(HeadMethod):
         return self._user_model(head, x_center, offset)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        assert self.mu is not None and self.basis is not None, "task-vector is not fitted"
+        self.check_fitted("mu", "basis")
         state = self._design_state()
         state.update({"mu": torch.from_numpy(self.mu.copy()), "basis": torch.from_numpy(self.basis.copy()), "lambda": torch.tensor([self.lam], dtype=torch.float64)})
         return state

@@ -28,17 +28,6 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
+from piaa.plugins import lazy_exports  # noqa: E402
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'piaa.tasks.importers' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports("piaa.tasks.importers", globals(), _EXPORTS)

@@ -11,15 +11,20 @@ import piaa
 from piaa.registry import list_methods
 from piaa.workflows import meta_train
 
+# The config fields that bound each method's training time, set low so every method trains briefly.
+BRIEF = {"epochs": 1, "pretrain_epochs": 1, "meta_steps": 2}
+
 
 @pytest.mark.slow  # trains each registered method briefly on the small dataset
 @pytest.mark.parametrize("name", sorted(list_methods()))
 def test_store_round_trip(name, small_world, tmp_path):
     cls = list_methods()[name]
     fields = {f.name for f in dataclasses.fields(cls.Config)}
-    overrides = [f"{f}=1" for f in ("epochs", "meta_epochs") if f in fields]
-    run = meta_train(name, str(small_world["data"]), out=tmp_path / "run", seed=0, overrides=overrides)
+    budget = {f: v for f, v in BRIEF.items() if f in fields}
+    assert budget, f"{name} has none of {sorted(BRIEF)}: add the field that bounds its training to BRIEF"
+    run = meta_train(name, str(small_world["data"]), out=tmp_path / "run", seed=0, overrides=[f"{f}={v}" for f, v in budget.items()])
     model = piaa.load(run)
+    assert {f: getattr(model.method.config, f) for f in budget} == budget  # trained briefly, as asked
     data = model.dataset
     rater = data.rater(data.users_in("test")[0])
     images = [data.images[i] for i in rater.image_index[:10]]
