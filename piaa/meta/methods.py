@@ -143,6 +143,7 @@ class MetaLearnedHead(Method):
     """Shared machinery; the registered presets differ only in their Config defaults."""
 
     Config = MetaConfig
+    fitted_attributes = ("module",)
     supports_distributed = True
 
     def __init__(self, config: MetaConfig | None = None, **overrides):
@@ -323,8 +324,7 @@ class MetaLearnedHead(Method):
 
     # -- adapt ------------------------------------------------------------------------------------
     def adapt(self, x_support, y_support, *, big_five=None, seed: int = 0) -> UserModel:
-        if self.module is None:
-            raise RuntimeError(f"{self.name} is not fitted")
+        self.check_fitted()
         params = {k: v.detach().clone() for k, v in self.meta["params"].items()}
         y = np.asarray(y_support, dtype=np.float32)
         lr = self.adapt_lr_for(len(y))
@@ -355,8 +355,7 @@ class MetaLearnedHead(Method):
 
     # -- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
-        if self.module is None:
-            raise RuntimeError(f"{self.name} is not fitted")
+        self.check_fitted()
         return {k: v.cpu() for k, v in flatten({"meta": self.meta, "buffers": self.buffers}).items()}
 
     def extra_state(self) -> dict[str, Any]:
