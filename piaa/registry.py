@@ -25,7 +25,7 @@ _BUILTIN_METHODS = {
     "pam": "piaa.baselines.pam:PersonalizedResidual",
     "knn": "piaa.baselines.knn:NearestRated",
     "user-mean": "piaa.baselines.user_mean:UserMean",
-    **dict.fromkeys(("blg-piaa", "maml", "fomaml", "reptile", "meta-sgd", "anil"), "piaa.meta.methods"),
+    **dict.fromkeys(("blg-piaa", "blg-piaa-tuned", "maml", "fomaml", "reptile", "meta-sgd", "anil"), "piaa.meta.methods"),
     "pa-iaa": "piaa.personality.method:PersonalityAssisted",
     "learned-prior": "piaa.priors.learned_prior:LearnedPrior",
     "task-vector": "piaa.priors.task_vector:TaskVector",

@@ -15,10 +15,12 @@ replaces or a distributed all-reduce wraps.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 import torch
+from torch import nn
 from torch.func import functional_call, vmap
 
 Params = dict[str, torch.Tensor]
@@ -27,8 +29,14 @@ Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (pr
 
 
 def weighted_mse(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the rows with weight > 0 (padding rows carry weight 0)."""
-    return (w * (pred - y) ** 2).sum() / w.sum().clamp_min(1e-12)
+    """Mean squared error over the rows with weight > 0 (padding rows carry weight 0).
+
+    Reduces the last axis only, so it also takes a leading task axis (one loss per task).
+    """
+    return (w * (pred - y) ** 2).sum(-1) / w.sum(-1).clamp_min(1e-12)
+
+
+weighted_mse.batched = True  # type: ignore[attr-defined]  # see task_losses
 
 
 @dataclass(frozen=True)
@@ -89,14 +97,74 @@ class Algorithm(Protocol):
 def task_losses(module: torch.nn.Module, buffers: Mapping[str, torch.Tensor], loss: Loss = weighted_mse, shared: Params | None = None):
     """losses(stacked_params, x, y, w) -> one loss per task, the module mapped over the task axis.
 
-    `shared` parameters (not adapted, e.g. ANIL's body) are the same for every task.
+    `shared` parameters (not adapted, e.g. ANIL's body) are the same for every task. Modules made of
+    the layers `stacked_forward` knows run as batched matrix products over the task axis (no `vmap`
+    around the forward pass, whose per-op overhead dominates small models); any other module is
+    mapped with `vmap(functional_call)`. Both give the same numbers. A loss marked `batched = True`
+    accepts a leading task axis itself (like `weighted_mse`); any other is mapped with `vmap`.
     """
     fixed = {**buffers, **(shared or {})}
+    if module not in _FORWARD_CACHE:
+        _FORWARD_CACHE[module] = stacked_forward(module)
+    fast = _FORWARD_CACHE[module]
+    per_task_loss = loss if getattr(loss, "batched", False) else vmap(loss)
+    if fast is not None:
+        def batched(p: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            return per_task_loss(fast({**fixed, **p}, x), y, w)
+
+        return batched
 
     def one(p: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return loss(functional_call(module, {**fixed, **p}, (x,)), y, w)
 
     return vmap(one, randomness="different")
+
+
+# Layers applied element-wise (or row-wise): the same call works on a leading task axis.
+ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Identity, nn.Dropout)
+_FORWARD_CACHE: "weakref.WeakKeyDictionary[nn.Module, Forward | None]" = weakref.WeakKeyDictionary()
+_DIRECT = {nn.ReLU: torch.relu, nn.Tanh: torch.tanh, nn.Sigmoid: torch.sigmoid, nn.Identity: lambda x: x}
+Forward = Callable[[Params, torch.Tensor], torch.Tensor]
+
+
+def stacked_forward(module: nn.Module, prefix: str = "") -> Forward | None:
+    """forward(params, x) over a leading task axis for Linear / Sequential / element-wise layers, or
+    for a module defining `stacked_forward(params, x, prefix, rule)`; None for anything else.
+
+    Parameters may be stacked (task axis first: batched matmul) or shared (plain weight: broadcast).
+    """
+    if hasattr(module, "stacked_forward"):
+        return lambda p, x: module.stacked_forward(p, x, prefix, stacked_forward)
+    if isinstance(module, nn.Linear):
+        w_key, b_key = prefix + "weight", prefix + "bias"
+        has_bias = module.bias is not None
+
+        def linear(p: Params, x: torch.Tensor) -> torch.Tensor:
+            w, b = p[w_key], (p[b_key] if has_bias else None)
+            if w.dim() == 2:  # shared by every task
+                return torch.nn.functional.linear(x, w, b)
+            if x.dim() != 3:
+                raise ValueError(f"{prefix}weight is stacked over tasks; inputs must be (tasks, rows, features), got {tuple(x.shape)}")
+            if b is None:
+                return torch.bmm(x, w.transpose(1, 2))
+            return torch.baddbmm(b.unsqueeze(1) if b.dim() == 2 else b, x, w.transpose(1, 2))
+
+        return linear
+    if isinstance(module, nn.Sequential):
+        parts = [stacked_forward(sub, f"{prefix}{name}.") for name, sub in module.named_children()]
+        if any(f is None for f in parts):
+            return None
+
+        def sequential(p: Params, x: torch.Tensor) -> torch.Tensor:
+            for f in parts:
+                x = f(p, x)
+            return x
+
+        return sequential
+    if isinstance(module, ELEMENTWISE):
+        direct = _DIRECT.get(type(module), module.forward)  # skip Module.__call__'s hook machinery
+        return lambda p, x: direct(x)
+    return None
 
 
 def stack(params: Params, n: int) -> Params:

@@ -27,7 +27,10 @@ class InnerSGD:
         return {"t": 0}
 
     def step(self, params: Params, grads: Params, state: dict, lrs: Params | None = None) -> tuple[Params, dict]:
-        new = {k: p - (lrs[k] if lrs is not None else self.lr) * grads[k] for k, p in params.items()}
+        if lrs is None:  # one fused op per parameter (and per backward node)
+            new = {k: torch.add(p, grads[k], alpha=-self.lr) for k, p in params.items()}
+        else:
+            new = {k: p - lrs[k] * grads[k] for k, p in params.items()}
         return new, {"t": state["t"] + 1}
 
 

@@ -24,6 +24,11 @@ class ScoreHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.body(self.standardize(x)).squeeze(-1))
 
+    def stacked_forward(self, params, x: torch.Tensor, prefix: str, rule) -> torch.Tensor:
+        """The same forward over a leading task axis (see `piaa.meta.core.stacked_forward`)."""
+        z = (x - params[f"{prefix}standardize.mean"]) / params[f"{prefix}standardize.scale"]
+        return torch.sigmoid(rule(self.body, f"{prefix}body.")(params, z).squeeze(-1))
+
 
 def normalise(y, score_range: tuple[float, float]):
     lo, hi = score_range

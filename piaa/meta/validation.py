@@ -76,7 +76,7 @@ class Validator:
         scores = self.per_shot(meta)
         return float(np.mean(list(scores.values()))) if scores else 0.0
 
-    def choose_step_sizes(self, meta: Meta, grid: tuple[float, ...], max_extensions: int = 4) -> tuple[dict[int, float], list[dict]]:
+    def choose_step_sizes(self, meta: Meta, grid: tuple[float, ...], max_extensions: int = 2) -> tuple[dict[int, float], list[dict]]:
         """Per shot count, the best test-time step size on validation raters.
 
         A grid edge is never the silent answer: while the largest value (or the smallest positive one,

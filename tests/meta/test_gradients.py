@@ -284,3 +284,24 @@ def test_batched_tasks_equal_tasks_one_at_a_time():
         single = [_grads(algorithm, theta, batch.select(slice(i, i + 1)))[0] for i in range(3)]
         for k in theta:
             torch.testing.assert_close(whole[k], sum(s[k] for s in single) / 3, rtol=0, atol=1e-12)
+
+
+def test_stacked_matmul_forward_gives_the_same_meta_gradient_as_higher():
+    """The demo's ScoreHead (standardiser + Linear/ReLU/Dropout MLP + sigmoid) runs as batched matmuls
+    over raters, not under vmap; its second-order meta-gradient still equals `higher`'s."""
+    from piaa.meta.core import stacked_forward  # noqa: PLC0415
+    from piaa.meta.model import ScoreHead  # noqa: PLC0415
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        model = ScoreHead(6, (16, 8), dropout=0.0).to(DT)
+    model.standardize.mean.add_(0.3)
+    assert stacked_forward(model) is not None
+    batch = _batch(3, 12, 9, (6,), seed=21)
+    buffers = {k: v for k, v in model.named_buffers()}
+    algorithm = MAML(model, InnerSGD(0.5), steps=3)
+    ours = algorithm.meta_gradient(algorithm.init_meta(_params(model)), buffers, batch).grads["params"]
+    ref = _higher_meta_grad(model, torch.optim.SGD(model.parameters(), lr=0.5), batch, steps=3, first_order=False)
+    for k in ref:
+        torch.testing.assert_close(ours[k], ref[k], rtol=0, atol=1e-10)
+    assert max(float(ref[k].abs().max()) for k in ref) > 1e-3

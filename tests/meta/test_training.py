@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from piaa.protocol import evaluate
 from piaa.registry import create_method, list_methods
 from piaa.meta.checkpoint import INDEX, load_checkpoint
+from piaa.meta.validation import Validator
 
 # A few seconds of meta-training on the small dataset.
 QUICK = dict(hidden=(16, 8), pretrain_epochs=3, meta_steps=12, val_every=4, checkpoint_every=4, patience=0,
@@ -181,3 +182,29 @@ def test_cli_run_killed_with_sigkill_resumes_to_the_same_weights(small_dir, tmp_
     b = load_file(str(tmp_path / "whole" / "weights.safetensors"))
     assert _same(a, b)
     assert not index.parent.exists()  # checkpoints are removed once the run is saved
+
+
+class _PeakedValidator(Validator):
+    """A validator whose score peaks at step size 2.0 (for testing the grid's edge handling)."""
+
+    def __init__(self):  # no model or raters: per_shot below is the whole score
+        pass
+
+    def per_shot(self, meta, lr=None):
+        return {10: -abs(np.log(lr / 2.0)) if lr > 0 else -10.0}
+
+
+def test_a_step_size_grid_whose_edge_wins_is_extended_and_an_edge_choice_is_flagged():
+    chosen, log = _PeakedValidator().choose_step_sizes({}, (0.0, 0.1, 0.3), max_extensions=2)
+    assert log[0]["grid"] == pytest.approx([0.0, 0.1, 0.3, 0.9, 2.7])
+    assert chosen == {10: pytest.approx(2.7)} and log[0]["at_grid_edge"] is True
+    chosen, log = _PeakedValidator().choose_step_sizes({}, (0.0, 0.1, 0.3), max_extensions=4)
+    assert chosen == {10: pytest.approx(2.7)} and "at_grid_edge" not in log[0]  # 8.1 was tried and lost
+
+
+def test_every_preset_logs_validation_at_step_zero_and_at_the_selected_step(small):
+    method = _quick("anil").fit(small.without("test"), seed=0)
+    entry = next(e for e in method.fit_log if "selected_step" in e)
+    scores = {e["step"]: e["val_srocc"] for e in method.fit_log if "val_srocc" in e and "step" in e}
+    assert entry["val_srocc_step0"] == scores[0]
+    assert entry["val_srocc_selected"] == max(scores.values()) == scores[entry["selected_step"]]
