@@ -34,8 +34,8 @@ def main() -> None:
     except (PiaaError, UsageFailure, FileExistsError) as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except FileNotFoundError as exc:
-        err.print(f"error: {exc.filename or exc}: no such file or directory", markup=False, highlight=False, soft_wrap=True)
+    except OSError as exc:  # missing file, read-only or full disk, a directory where a file belongs, ...
+        err.print(f"error: {os_error_line(exc)}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
@@ -50,6 +50,23 @@ def main() -> None:
         command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "piaa"
         err.print(f"error: {message} (see `{command} --help`)", markup=False, highlight=False, soft_wrap=True)
         sys.exit(getattr(exc, "exit_code", 2) or 2)
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error: the file, what went wrong, what to do."""
+    import errno as _errno
+
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    reason = reason[:1].lower() + reason[1:]
+    hint = {
+        _errno.ENOSPC: "the disk is full: free some space and run the command again",
+        _errno.EROFS: "choose an output on a writable disk",
+        _errno.EACCES: "choose a path you can write to",
+        _errno.EISDIR: "give a file path, not a directory",
+        _errno.ENOTDIR: "a part of the path is a file, not a directory",
+    }.get(exc.errno)
+    line = f"{exc.filename}: {reason}" if exc.filename is not None else reason
+    return line + (f" ({hint})" if hint else "")
 
 
 def _click_errors() -> tuple[type[BaseException], ...]:

@@ -8,6 +8,7 @@ defaults reproduce the method's paper; learned state is separate and serialises 
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -37,7 +38,23 @@ class MethodConfig:
         if unknown:
             raise ConfigError(f"{cls.__name__} has no field {unknown[0]!r} (fields: {', '.join(sorted(names))})")
         converted = {k: _coerce(cls, k, v) for k, v in values.items()}
-        return cls(**converted)
+        return cls(**converted).validate()
+
+    def validate(self) -> "MethodConfig":
+        """Check every field against `FIELD_RULES` (and generic sanity: finite floats, counts >= 0).
+
+        Runs for every config a method is built with, so an out-of-range value from `--set`, Python
+        or a damaged run fails at once, naming the field, instead of deep inside training.
+        """
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            items = value if isinstance(value, tuple) else (value,)
+            for item in items:
+                problem = _field_problem(f.name, item)
+                if problem is not None:
+                    shown = value if not isinstance(value, tuple) else ",".join(str(v) for v in value)
+                    raise ConfigError(f"{type(self).__name__}.{f.name} = {shown}: expected {problem}")
+        return self
 
     @classmethod
     def with_overrides(cls, base: "MethodConfig | None", assignments: list[str] | None) -> "MethodConfig":
@@ -53,6 +70,62 @@ class MethodConfig:
             return cfg
         merged = {**cfg.to_dict(), **changes}
         return cls.from_dict(merged)
+
+
+# Ranges by field name (a tuple field's rule applies to each element). Names not listed only get the
+# generic checks: floats finite, ints >= 0.
+_UNIT = (0.0, 1.0, "a number in [0, 1)")
+FIELD_RULES: dict[str, tuple[float, float | None, str]] = {
+    # name: (lowest allowed, exclusive upper bound or None, what is expected)
+    "dropout": _UNIT,
+    "val_fraction": _UNIT,
+    "personality_holdout": _UNIT,
+    "lr": (1e-300, None, "a learning rate > 0"),
+    "outer_lr": (1e-300, None, "a learning rate > 0"),
+    "temperature": (1e-300, None, "a number > 0"),
+    "lambda_min": (1e-300, None, "a number > 0"),
+    "lambda_max": (1e-300, None, "a number > 0"),
+    "lambda_grid": (1e-300, None, "numbers > 0"),
+    "blend_grid": (1e-300, None, "numbers > 0"),
+    "epochs": (1, None, "at least 1 epoch"),
+    "hidden": (1, None, "layer widths >= 1"),
+    "trunk": (1, None, "layer widths >= 1"),
+    "query_size": (1, None, "at least 1 query image"),
+    "val_shots": (1, None, "shot counts >= 1"),
+    "support_shots": (1, None, "shot counts >= 1"),
+    "practice_shots": (1, None, "shot counts >= 1"),
+    "batch_size": (1, None, "at least 1"),
+    "meta_batch": (1, None, "at least 1"),
+    "neighbours": (1, None, "at least 1"),
+    "n_components": (1, None, "at least 1"),
+    "n_attributes": (1, None, "at least 1"),
+    "n_content": (1, None, "at least 1"),
+    "lambda_steps": (1, None, "at least 1"),
+    "val_every": (1, None, "at least 1"),
+    "val_repeats": (1, None, "at least 1"),
+    "checkpoint_every": (1, None, "at least 1"),
+    "practice_raters": (1, None, "at least 1"),
+    "link_folds": (2, None, "at least 2 folds"),
+}
+
+
+def _field_problem(name: str, value: Any) -> str | None:
+    """What `value` of field `name` should have been, or None when it is fine."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a finite number"
+    rule = FIELD_RULES.get(name)
+    if rule is None and (name.endswith("_lr") or name.endswith("_grid") or name in ("weight_decay",) or name.endswith("_weight")):
+        rule = (0.0, None, "a number >= 0")
+    if rule is None and isinstance(value, int):
+        rule = (0, None, "a count >= 0")
+    if rule is None:
+        return None
+    lo, hi, what = rule
+    if value < lo or (hi is not None and value >= hi):
+        return what
+    return None
 
 
 def _coerce(cls: type, name: str, value: Any) -> Any:
@@ -123,7 +196,7 @@ class Method(ABC):
             raise ConfigError(f"{self.name} expects a {self.Config.__name__}, got {type(cfg).__name__}")
         if overrides:
             cfg = self.Config.from_dict({**cfg.to_dict(), **overrides})
-        self.config = cfg
+        self.config = cfg.validate()
         if not type(self).__dict__.get("name"):  # built directly, not through the registry
             from piaa.registry import METHODS
 

@@ -31,6 +31,7 @@ from piaa.profiles import ProfileError, ProfileStore, encode_json, now
 from piaa.threads import torch_threads
 
 SMALL_BATCH = 2048  # up to this many images are scored on one thread
+CHUNK = 32768  # larger inputs are scored in blocks of this many rows
 
 
 # Something that turns image files into feature rows [n, dim] float32.
@@ -100,9 +101,17 @@ class Profile:
         return self._predict(x)
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
-        # Few rows: one thread (threads cost more than they save); many rows: torch's default.
-        with torch_threads(1) if len(x) <= SMALL_BATCH else contextlib.nullcontext():
-            return np.asarray(self.user_model.predict(x), dtype=np.float64)
+        """Scores in blocks of CHUNK rows: each block is converted, checked and scored while it is
+        in cache, so a million memory-mapped rows never become a 1 GB copy or 1 GB activations."""
+        if len(x) <= CHUNK:
+            # Few rows: one thread (threads cost more than they save); many rows: torch's default.
+            with torch_threads(1) if len(x) <= SMALL_BATCH else contextlib.nullcontext():
+                return np.asarray(self.user_model.predict(_finite_rows(x, 0)), dtype=np.float64)
+        out = np.empty(len(x), dtype=np.float64)
+        for start in range(0, len(x), CHUNK):
+            block = _finite_rows(x[start : start + CHUNK], start)
+            out[start : start + len(block)] = np.asarray(self.user_model.predict(block), dtype=np.float64)
+        return out
 
     def rank(self, images: Any, top: int | None = None) -> pd.DataFrame:
         """The `top` best images for this user, best first: rank, index (position in the input),
@@ -119,7 +128,7 @@ class Profile:
     def _features(self, images: Any) -> tuple[np.ndarray, list[str] | None]:
         if self.model is None:
             raise ProfileError(f"profile of {self.user!r} is not attached to a model")
-        return self.model.features(images)
+        return self.model.features(images, lazy=True)
 
     # -- serialisation --------------------------------------------------------------------------------
     def state_bytes(self) -> bytes:
@@ -151,6 +160,19 @@ class Profile:
             "seed": self.seed, "big_five": self.big_five, "created": self.created, "updated": self.updated,
             "piaa_version": self.piaa_version, "bytes": self.stored_bytes,
         }
+
+
+def _finite_rows(block: np.ndarray, offset: int) -> np.ndarray:
+    """`block` as a writable contiguous float32 array whose values are all finite (else a DataError
+    naming the first bad row, counted from the start of the whole input)."""
+    block = np.ascontiguousarray(block, dtype=np.float32)
+    if not block.flags.writeable:  # e.g. a memory-mapped .npy: torch wants its own writable copy
+        block = block.copy()
+    if not np.isfinite(block.sum(axis=1)).all():  # a row sum is NaN/inf iff the row has one (or overflows)
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            raise DataError("images", f"feature row {offset + int(np.flatnonzero(bad)[0])} has NaN or inf values")
+    return block
 
 
 def top_k(scores: np.ndarray, top: int | None) -> np.ndarray:
@@ -199,7 +221,7 @@ class Personalizer:
             raise PiaaError(f"the dataset of run {self.path} ({self.run.data_ref}) cannot be read, so image ids cannot be looked up: {exc}") from None
 
     # -- inputs ---------------------------------------------------------------------------------------
-    def features(self, images: Any, *, source: str = "images", line_base: int | None = None) -> tuple[np.ndarray, list[str] | None]:
+    def features(self, images: Any, *, source: str = "images", line_base: int | None = None, lazy: bool = False) -> tuple[np.ndarray, list[str] | None]:
         """Feature rows for `images`: an array [n, dim] (used as is), or dataset image ids and image
         paths (looked up / extracted). Returns (features float32 [n, dim], names or None)."""
         if isinstance(images, (str, os.PathLike)):
@@ -207,16 +229,20 @@ class Personalizer:
         if hasattr(images, "detach"):  # a torch tensor
             images = images.detach().cpu().numpy()
         if isinstance(images, np.ndarray) and images.dtype.kind in "fiu":
-            return self._check_dim(images, source), None
+            return self._check_dim(images, source, lazy=lazy), None
         names = [os.fspath(i) if isinstance(i, os.PathLike) else str(i) for i in images]
         if not names:
             return np.zeros((0, self.feature_dim or 0), dtype=np.float32), []
         return self._lookup(names, source, line_base), names
 
-    def _check_dim(self, x: np.ndarray, source: str) -> np.ndarray:
+    def _check_dim(self, x: np.ndarray, source: str, lazy: bool = False) -> np.ndarray:
+        """Shape, dtype and finiteness checked; `lazy` (scoring) leaves big arrays as they are for
+        `Profile._predict`, which converts and checks them block by block."""
         x = np.asarray(x)
         if x.ndim != 2 or (self.feature_dim is not None and x.shape[1] != self.feature_dim):
             raise DataError(source, f"expected features of shape [n, {self.feature_dim}] (this model's feature dimension), got {tuple(x.shape)}")
+        if lazy and len(x) > CHUNK:
+            return x
         x = np.ascontiguousarray(x, dtype=np.float32)
         if not x.flags.writeable:  # e.g. a memory-mapped .npy: torch wants its own writable copy
             x = x.copy()
@@ -421,6 +447,20 @@ def read_ratings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     if len(bad):
         raise DataError(name, f"expected a number, got {df['score'].iloc[int(bad[0])]!r}", line=int(bad[0]) + 2, field="score")
     return images.tolist(), values
+
+
+def read_feature_rows(path: str | os.PathLike, dim: int | None = None) -> np.ndarray:
+    """Feature rows to score from a .npy file: float [n, dim], memory-mapped; anything else is a
+    DataError naming the file (empty, not .npy, pickled, truncated, wrong dtype or shape)."""
+    from piaa.tasks.format import load_npy
+
+    name = str(path)
+    x = load_npy(path, name)
+    if x.dtype.kind != "f":
+        raise DataError(name, f"expected float feature rows [n, {dim or 'dim'}], got dtype {x.dtype}")
+    if x.ndim != 2 or (dim is not None and x.shape[1] != dim):
+        raise DataError(name, f"expected feature rows of shape [n, {dim or 'dim'}] (the model's feature dimension), got {tuple(x.shape)}")
+    return x
 
 
 def adapt_from_csv(model: Personalizer, path: str | os.PathLike, *, user: str, big_five: Any = None, seed: int = 0) -> Profile:

@@ -108,10 +108,17 @@ class ProfileStore:
                 if write:
                     self._ensure_schema(con)
                 con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                if not write and not self._has_schema(con):
-                    con.execute("ROLLBACK")
-                    yield None
-                    return
+                if not write:
+                    tables = self._tables(con)
+                    if tables - {"profiles", "store_meta"}:
+                        raise self._foreign()
+                    if not tables:  # an empty SQLite file: no profiles yet
+                        con.execute("ROLLBACK")
+                        yield None
+                        return
+                    if tables != {"profiles", "store_meta"}:
+                        raise self._foreign()
+                    self._check_version(con)
             except sqlite3.DatabaseError as exc:
                 raise self._fail(exc) from None
             try:
@@ -130,19 +137,21 @@ class ProfileStore:
             con.close()
 
     @staticmethod
-    def _has_schema(con: sqlite3.Connection) -> bool:
-        row = con.execute("SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('profiles', 'store_meta')").fetchone()
-        return row[0] == 2
+    def _tables(con: sqlite3.Connection) -> set[str]:
+        return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")}
+
+    def _foreign(self) -> ProfileError:
+        return ProfileError(f"{self.path} is an SQLite database but not a piaa profile store; it was left as it is")
 
     def _ensure_schema(self, con: sqlite3.Connection) -> None:
         """WAL mode and tables, created once; retried while another process is creating them."""
         deadline = time.monotonic() + BUSY_TIMEOUT_S
         while True:
             try:
-                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")}
+                tables = self._tables(con)
                 fresh = not {"profiles", "store_meta"} <= tables
                 if tables - {"profiles", "store_meta"}:  # one snapshot: safe while another process creates ours
-                    raise ProfileError(f"{self.path} is an SQLite database but not a piaa profile store; it was left as it is")
+                    raise self._foreign()
                 if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     con.execute("PRAGMA journal_mode = WAL")
                 con.execute("PRAGMA synchronous = FULL")
@@ -163,9 +172,12 @@ class ProfileStore:
 
     def _check_version(self, con: sqlite3.Connection) -> None:
         row = con.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
-        if row is None or int(row[0]) != SCHEMA_VERSION:
-            found = row[0] if row else "none"
-            raise ProfileError(f"{self.path}: profile store schema version {found}, this piaa reads version {SCHEMA_VERSION}")
+        found = row[0] if row else "none"
+        if str(found) == str(SCHEMA_VERSION):
+            return
+        newer = str(found).isdigit() and int(found) > SCHEMA_VERSION
+        hint = "it was written by a newer piaa; upgrade piaa to read it" if newer else "it is not a store this piaa can read"
+        raise ProfileError(f"{self.path}: profile store schema version {found}, this piaa reads version {SCHEMA_VERSION}; {hint} (the file was left as it is)")
 
     def _meta(self, con: sqlite3.Connection) -> dict[str, str]:
         return dict(con.execute("SELECT key, value FROM store_meta").fetchall())
@@ -290,3 +302,23 @@ class ProfileStore:
 
 def encode_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def stores_beside(run_dir: str | os.PathLike, *, exclude: str | os.PathLike | None = None) -> list[tuple[Path, int]]:
+    """Profile stores of the other runs next to `run_dir` that hold profiles, as (path, count).
+
+    Profiles belong to the run that adapted them (`<run>/profiles.sqlite`), so after training a new
+    run the latest store is empty while the old one still holds everyone: this finds them."""
+    found = []
+    root = Path(run_dir).resolve().parent
+    skip = Path(exclude).resolve() if exclude is not None else None
+    for candidate in sorted(root.glob(f"*/{DEFAULT_NAME}")):
+        if skip is not None and candidate.resolve() == skip:
+            continue
+        try:
+            count = len(ProfileStore(candidate))
+        except PiaaError:
+            continue
+        if count:
+            found.append((candidate, count))
+    return found

@@ -20,6 +20,7 @@ import pandas as pd
 
 from piaa.method import Method
 from piaa.metrics import plcc, srocc
+from piaa.errors import ConfigError
 from piaa.progress import progress_bar
 from piaa.seeding import derive_seed
 from piaa.tasks.format import RaterDataset
@@ -105,9 +106,9 @@ def evaluate(
     """Run the protocol for a fitted `method` on `data`'s `split` raters (or the given `users`)."""
     shots = sorted({int(k) for k in shots})
     if any(k < 0 for k in shots):
-        raise ValueError("shots must be >= 0")
-    if repeats < 1:
-        raise ValueError("repeats must be >= 1")
+        raise ConfigError(f"--shots must be >= 0, got {min(shots)}")
+    if int(repeats) < 1:
+        raise ConfigError(f"--repeats must be at least 1, got {repeats}")
     raters = [data.rater(u) for u in users] if users is not None else data.raters(split)
     rows: list[dict[str, Any]] = []
     skipped: dict[int, list[str]] = {k: [] for k in shots}

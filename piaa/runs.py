@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file, save_file
 
 import piaa
-from piaa.atomic import staged_directory, write_json, write_text
-from piaa.errors import RunError
+from piaa.atomic import file_mode, staged_directory, write_json, write_text
+from piaa.errors import DataError, PiaaError, RunError
 from piaa.method import Method
 from piaa.registry import method_class
-from piaa.tasks.format import RaterDataset, read_dataset
+from piaa.tasks.format import RaterDataset, read_dataset, read_json_object
 from piaa.tasks.simulate import ensure_demo
 
 CONFIG = "config.json"
@@ -57,12 +58,16 @@ class Run:
     data_ref: str
     seed: int
     info: dict[str, Any]
+    _data: RaterDataset | None = field(default=None, repr=False, compare=False)
 
     def load_data(self) -> RaterDataset:
-        return resolve_data(self.data_ref)[0]
+        """The run's dataset, read once per Run (adapting and its report both need it)."""
+        if self._data is None:
+            self._data = resolve_data(self.data_ref)[0]
+        return self._data
 
 
-def save_run(method: Method, *, data_ref: str, seed: int, out: str | os.PathLike | None = None, extra: dict[str, Any] | None = None) -> Path:
+def save_run(method: Method, *, data_ref: str, seed: int, out: str | os.PathLike | None = None, extra: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
     """Write a fitted method as a run directory and point LATEST at it. Returns the run path."""
     if out is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -82,8 +87,9 @@ def save_run(method: Method, *, data_ref: str, seed: int, out: str | os.PathLike
         "extra_state": method.extra_state(),
         **(extra or {}),
     }
-    with staged_directory(out) as tmp:
+    with staged_directory(out, overwrite=overwrite) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in method.state_dict().items()}, str(tmp / WEIGHTS))
+        os.chmod(tmp / WEIGHTS, file_mode())  # safetensors creates files 0600 whatever the umask
         write_text(tmp / LOG, "".join(json.dumps(entry) + "\n" for entry in method.fit_log))
         write_json(tmp / CONFIG, info)
     _point_latest(out)
@@ -117,19 +123,53 @@ def load_run(path: str | os.PathLike | None = None) -> Run:
     config_file = run / CONFIG
     if not config_file.is_file():
         raise RunError(f"{run} is not a run directory ({CONFIG} is missing)")
+    info = _read_info(config_file)
     try:
-        info = json.loads(config_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RunError(f"{config_file} line {exc.lineno}: not valid JSON ({exc.msg})") from None
-    cls = method_class(info["method"])
-    method = cls(cls.Config.from_dict(info["config"]))
+        cls = method_class(info["method"])
+        method = cls(cls.Config.from_dict(info["config"]))
+    except PiaaError as exc:
+        raise RunError(f"{config_file}: {exc}") from None
     weights = run / WEIGHTS
     if not weights.is_file():
         raise RunError(f"{run} has no {WEIGHTS}")
     try:
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types for corrupt files
-        raise RunError(f"{weights}: cannot be read ({exc})") from None
-    method.load_state_dict(state)
-    method.load_extra_state(info.get("extra_state", {}))
-    return Run(path=run, method=method, data_ref=info["data"], seed=int(info.get("seed", 0)), info=info)
+        raise RunError(f"{weights}: cannot be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    try:
+        method.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunError(f"{weights}: does not match the {info['method']} configuration in {CONFIG} ({first})") from None
+    try:
+        method.load_extra_state(info["extra_state"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise RunError(f"{config_file}: damaged extra_state ({type(exc).__name__}: {exc})") from None
+    return Run(path=run, method=method, data_ref=info["data"], seed=int(info["seed"]), info=info)
+
+
+def _read_info(config_file: Path) -> dict[str, Any]:
+    """A run's config.json, checked field by field so damage is reported against that file (not
+    against whatever input meets the damaged value later, e.g. a user's ratings and the score range)."""
+    try:
+        info = read_json_object(config_file)
+    except DataError as exc:
+        raise RunError(str(exc)) from None
+    expected = {"method": str, "config": dict, "data": str, "extra_state": dict, "seed": int}
+    for key, kind in expected.items():
+        value = info.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            got = "nothing" if key not in info else f"{type(value).__name__} {value!r}"[:80]
+            raise RunError(f"{config_file}, field '{key}': expected a {kind.__name__}, got {got} (the run is damaged; train it again)")
+    rng = info["extra_state"].get("score_range")
+    ok = (
+        isinstance(rng, list) and len(rng) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in rng)
+        and rng[0] < rng[1]
+    )
+    if not ok:
+        raise RunError(f"{config_file}, field 'extra_state.score_range': expected [lo, hi] with lo < hi, got {rng!r} (the run is damaged; train it again)")
+    dim = info["extra_state"].get("feature_dim")
+    if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim < 1):
+        raise RunError(f"{config_file}, field 'extra_state.feature_dim': expected a positive integer, got {dim!r}")
+    return info

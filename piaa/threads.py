@@ -43,3 +43,28 @@ def limited_threads(n: int | None = 1) -> Iterator[None]:
 
 def single_threaded() -> contextlib.AbstractContextManager[None]:
     return limited_threads(1)
+
+
+# The thread count a whole job asked for (`--threads N`, `meta_train(threads=N)`); 1 unless set.
+_REQUESTED: list[int] = [1]
+
+
+def requested_threads() -> int:
+    return _REQUESTED[-1]
+
+
+@contextlib.contextmanager
+def job_threads(n: int | None = None) -> Iterator[None]:
+    """Run a job on `n` threads (default: what an enclosing `job_threads` asked for, else 1); inner
+    training loops that call `job_threads()` then use the same count instead of forcing one."""
+    n = requested_threads() if n is None else int(n)
+    if n < 1:
+        from piaa.errors import ConfigError
+
+        raise ConfigError(f"--threads must be at least 1, got {n}")
+    _REQUESTED.append(n)
+    try:
+        with limited_threads(n):
+            yield
+    finally:
+        _REQUESTED.pop()

@@ -12,7 +12,7 @@ from torch import nn
 from piaa.nn import as_tensor
 from piaa.progress import progress_bar
 from piaa.seeding import numpy_rng, torch_seeded
-from piaa.threads import limited_threads
+from piaa.threads import job_threads
 
 
 def fit_regressor(
@@ -42,7 +42,7 @@ def fit_regressor(
     wt = as_tensor(np.ones(n) if weights is None else weights)
     loss_fn = loss_fn or (lambda pred, target, w: (w * (pred - target) ** 2).sum() / w.sum())
     log: list[dict[str, Any]] = []
-    with torch_seeded(seed, "train"), limited_threads(1):
+    with torch_seeded(seed, "train"), job_threads():
         opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         best, best_loss, since_best = copy.deepcopy(model.state_dict()), float("inf"), 0
         with progress_bar(label, total=epochs, enabled=progress) as advance:

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from piaa.errors import ConfigError, DataError, RunError
+from piaa.errors import ConfigError, DataError, PiaaError, RunError
 from piaa.method import Method
 from piaa.protocol import Evaluation, evaluate
 from piaa.registry import create_method
 from piaa.runs import Run, load_run, resolve_data, runs_root, save_run
 from piaa.tasks.format import BIG_FIVE, RaterDataset
 from piaa.tasks.sampling import eligible
+from piaa.threads import job_threads
 
 # The best all-round method on the demo (best at 0 and 10 shots; task-vector leads at 100) and quick
 # to train and adapt; see docs/results.md. Every command takes --method to choose another.
@@ -34,31 +37,81 @@ def meta_train(
     overrides: list[str] | None = None,
     progress: bool = False,
     resume: bool = True,
+    force: bool = False,
+    threads: int = 1,
 ) -> Path:
     """Fit `method` on the train raters of `data` (default: the demo) and save it as a run.
 
     Methods that checkpoint (the meta-learners) write to `checkpoint_dir_for(...)` while training; a
     later call with the same method, config, data and seed resumes from there (unless `resume` is
-    False, which starts over). The checkpoints are removed once the run is saved.
+    False, which starts over). The checkpoints are removed once the run is saved. An existing
+    non-empty `out` is refused unless `force`; two calls writing to one `out` at once: the second
+    fails at once with a RunError. Training runs on `threads` threads (default one: piaa's networks
+    are small, and on a busy machine extra threads only wait for each other).
     """
     model = create_method(method, overrides)
     dataset, ref = resolve_data(data)
-    if out is not None and Path(out).exists() and any(Path(out).iterdir()):
-        raise RunError(f"{out} already exists and is not empty (choose another --out or remove it)")
-    checkpoints = checkpoint_dir_for(model.name, model.config.to_dict(), ref, seed, out)
-    if not resume and checkpoints.exists():
-        shutil.rmtree(checkpoints)
-    model.fit(dataset.without("test"), seed=seed, progress=progress, checkpoint_dir=checkpoints)
-    path = save_run(model, data_ref=ref, seed=seed, out=out)
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    if checkpoints.parent.name == ".checkpoints" and checkpoints.parent.is_dir() and not any(checkpoints.parent.iterdir()):
-        checkpoints.parent.rmdir()
+    with _exclusive(out):
+        if out is not None and Path(out).exists():
+            if not Path(out).is_dir():
+                raise RunError(f"--out {out} is a file; expected a directory for the run (choose another --out)")
+            if any(Path(out).iterdir()):
+                if not force:
+                    raise RunError(f"{out} already exists and is not empty (choose another --out, or --force to replace it)")
+        checkpoints = checkpoint_dir_for(model.name, model.config.to_dict(), ref, seed, out, content=data_content_hash(dataset))
+        if not resume and checkpoints.exists():
+            shutil.rmtree(checkpoints)
+        with job_threads(threads):
+            model.fit(dataset.without("test"), seed=seed, progress=progress, checkpoint_dir=checkpoints)
+        path = save_run(model, data_ref=ref, seed=seed, out=out, overwrite=force)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        if checkpoints.parent.name == ".checkpoints" and checkpoints.parent.is_dir() and not any(checkpoints.parent.iterdir()):
+            checkpoints.parent.rmdir()
     return path
 
 
-def checkpoint_dir_for(method: str, config: dict, data_ref: str, seed: int, out: str | os.PathLike | None = None) -> Path:
-    """Where an interrupted `meta_train` left its checkpoints: keyed by everything that shapes the run."""
-    key = hashlib.sha256(json.dumps([method, config, data_ref, seed], sort_keys=True, default=str).encode()).hexdigest()[:12]
+@contextlib.contextmanager
+def _exclusive(out: str | os.PathLike | None) -> Iterator[None]:
+    """Hold an exclusive lock for `out` while training into it: a second `meta_train` to the same
+    `out` fails at once, saying so, instead of both training and one result being lost."""
+    if out is None:
+        yield
+        return
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = out.parent / f".{out.name}.lock"
+    with open(lock, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(f"another meta-train is writing to {out} right now; this one stopped (wait for it, or choose another --out)") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def data_content_hash(data: RaterDataset) -> str:
+    """SHA-256 of what training reads (ratings, users, images, likes, features, score range), so a
+    checkpoint is resumed only on exactly the same data, whatever the directory or name."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([data.score_range, list(data.features.shape), str(data.features.dtype)]).encode())
+    for frame in (data.ratings[["user", "image", "score"]], data.users, data.likes):
+        if frame is not None:
+            digest.update(frame.to_csv(index=False).encode("utf-8"))
+    digest.update("\n".join(map(str, data.images)).encode("utf-8"))
+    features = data.features
+    step = max(1, 2**24 // max(1, features.shape[1] * features.dtype.itemsize))
+    for start in range(0, features.shape[0], step):
+        digest.update(np.ascontiguousarray(features[start : start + step]).tobytes())
+    return digest.hexdigest()
+
+
+def checkpoint_dir_for(method: str, config: dict, data_ref: str, seed: int, out: str | os.PathLike | None = None, *, content: str = "") -> Path:
+    """Where an interrupted `meta_train` left its checkpoints: keyed by everything that shapes the run,
+    including the data's content (`data_content_hash`), so changed data starts over instead of
+    resuming a checkpoint trained on other ratings."""
+    key = hashlib.sha256(json.dumps([method, config, data_ref, seed, content], sort_keys=True, default=str).encode()).hexdigest()[:12]
     if out is not None:
         out = Path(out)
         return out.parent / f".{out.name}.checkpoints-{key}"
@@ -105,6 +158,68 @@ def evaluate_job(
     loaded = run if isinstance(run, Run) else load_run(run)
     dataset = resolve_data(data)[0] if data is not None else loaded.load_data()
     return loaded.method, dataset, evaluate_run(loaded, dataset, shots=shots, repeats=repeats, seed=seed, progress=progress)
+
+
+def cross_validation_job(
+    *,
+    folds: int | None,
+    fold_file: str | os.PathLike | None = None,
+    run: Run | str | os.PathLike | None = None,
+    method: str | None = None,
+    data: str | os.PathLike | None = None,
+    overrides: list[str] | None = None,
+    shots: Iterable[int] = (10, 100),
+    repeats: int = 10,
+    seed: int = 0,
+    progress: bool = False,
+):
+    """What `piaa evaluate --folds K` does: k-fold rater cross-validation of `method` (or of a run's
+    method and configuration, refitted per fold) on `data`. The fold assignment is read from
+    `fold_file` when it exists; otherwise it is drawn with `seed` and written there (default
+    ./folds-k<K>-seed<S>.csv), so it can be published and reused. Returns (CrossValidation, dataset,
+    fold file path, whether the file was written now)."""
+    from piaa.atomic import write_text
+    from piaa.folds import cross_validate
+    from piaa.tasks.splits import assign_folds, folds_text, read_folds
+
+    if method is not None:
+        if run is not None:
+            raise ConfigError("give either --run or --method, not both")
+        dataset, _ = resolve_data(data)
+        create_method(method, overrides)  # a bad name or override fails before any fitting
+
+        def make() -> Method:
+            return create_method(method, overrides)
+    else:
+        if overrides:
+            raise ConfigError("--set needs --method (a run's configuration is used as saved)")
+        loaded = run if isinstance(run, Run) else load_run(run)
+        dataset = resolve_data(data)[0] if data is not None else loaded.load_data()
+
+        def make() -> Method:
+            return type(loaded.method)(loaded.method.config)
+
+    path = Path(fold_file) if fold_file is not None else None
+    if path is not None and path.exists():
+        table = read_folds(path, dataset)
+        if folds is not None and table["fold"].nunique() != folds:
+            raise ConfigError(f"--folds {folds} but {path} assigns raters to {table['fold'].nunique()} folds")
+        written = False
+    else:
+        if folds is None:
+            raise ConfigError("give --folds K (or an existing --fold-file)")
+        table = assign_folds(dataset, folds, seed=seed)
+        text = folds_text(table)
+        if path is None:
+            path = Path(f"folds-k{folds}-seed{seed}.csv")
+            if path.exists() and path.read_text(encoding="utf-8") != text:
+                raise ConfigError(f"{path} exists with a different fold assignment; pass --fold-file {path} to reuse it or --fold-file NEW.csv")
+        written = not path.exists()
+        if written:
+            write_text(path, text)
+    result = cross_validate(make, dataset, table, shots=shots, repeats=repeats, seed=seed, progress=progress)
+    result.meta["fold_file"] = str(path)
+    return result, dataset, path, written
 
 
 def parse_big_five(text: str | Sequence[float]) -> np.ndarray:
@@ -155,3 +270,42 @@ def adapt_user(
             "(give it with --big-five O,C,E,A,N, or use --shots > 0)", field="openness",
         )
     return evaluate_run(run, data, shots=[shots], repeats=repeats, seed=seed, users=[user])
+
+
+def adapt_context(run: Run, user: str) -> dict:
+    """What makes one rater's SROCC readable: which run and method answered, the rater's split (a
+    train rater was seen in training, so its number is optimistic), the generic prior's SROCC on the
+    same rater (the method with no ratings and no Big-Five, scored on all their images) and, for the
+    simulated demo, its ceilings from the ground truth (dataset.json)."""
+    from piaa.metrics import srocc
+
+    data = run.load_data()
+    rater = data.rater(user)
+    generic = None
+    try:
+        x = np.asarray(data.features[rater.image_index], dtype=np.float32)
+        prior = run.method.adapt(np.zeros((0, x.shape[1]), np.float32), np.zeros(0, np.float32), big_five=None, seed=0)
+        generic = float(srocc(prior.predict(x), rater.scores))
+    except (PiaaError, ValueError, RuntimeError):  # a method that cannot predict without ratings or Big-Five
+        generic = None
+    truth = data.meta.get("ground_truth") if isinstance(data.meta.get("ground_truth"), dict) else None
+    return {
+        "run": str(run.path), "method": run.info["method"], "data": run.data_ref, "split": rater.split,
+        "n_images": len(rater), "generic_srocc": generic, "ceilings": truth,
+        "test_raters": data.users_in("test")[:5],
+    }
+
+
+def training_summary(run: Run) -> dict:
+    """What a run was trained on, in numbers: raters per split, ratings, and config fields changed
+    from the method's defaults (what `piaa meta-train` prints instead of a config dump)."""
+    data = run.load_data()
+    train = data.users_in("train")
+    defaults = type(run.method.config)().to_dict()
+    changed = {k: v for k, v in run.method.config.to_dict().items() if defaults.get(k) != v}
+    return {
+        "method": run.info["method"], "data": run.data_ref, "dataset": data.name, "seed": run.seed,
+        "train_raters": len(train), "train_ratings": int(data.ratings["user"].isin(set(train)).sum()),
+        "personality_raters": len(data.users_in("personality")), "test_raters": len(data.users_in("test")),
+        "changed_config": changed,
+    }

@@ -48,6 +48,12 @@ def describe(data: RaterDataset) -> dict[str, Any]:
         ("Big-Five known", ", ".join(f"{n} {s}" for s, n in b5.items() if splits[s]) or "none"),
         ("likes", f"{facts['likes']:,} (personality raters)" if facts["likes"] else "none"),
     ]
+    if data.rater_attribute_names:
+        rows.append(("rater attributes", ", ".join(data.rater_attribute_names)))
+    if data.attribute_names:
+        rows.append(("attributes (extra targets)", f"{len(data.attributes):,} rows: {', '.join(data.attribute_names)}"))
+    facts["rater_attributes"] = data.rater_attribute_names
+    facts["attributes"] = data.attribute_names
     truth = data.meta.get("ground_truth")
     if truth:
         rows.append(("ground truth (simulated)", ", ".join(f"{k} {v:.3f}" for k, v in truth.items())))

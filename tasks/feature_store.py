@@ -15,7 +15,6 @@ way: tasks → features. `manifest.json` is written last, so a store without it 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from piaa.errors import DataError
+from piaa.tasks.format import load_npy, read_json_object
 
 MANIFEST = "manifest.json"
 IMAGES = "images.csv"
@@ -116,31 +116,41 @@ def open_store(path: str | Path) -> FeatureStore:
     if not manifest_path.is_file():
         hint = " (an unfinished extraction: re-run `piaa features extract` with the same --out to finish it)" if (root / ".partial").exists() else ""
         raise DataError(str(manifest_path), f"is missing; not a finished feature store{hint}")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(str(manifest_path), f"is not valid JSON ({exc.msg})", line=exc.lineno) from None
-    if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
+    manifest = read_json_object(manifest_path)
+    if manifest.get("format") != STORE_FORMAT:
         raise DataError(str(manifest_path), f"expected a JSON object with \"format\": \"{STORE_FORMAT}\"")
     images_path = root / IMAGES
     if not images_path.is_file():
         raise DataError(str(images_path), "is missing from the feature store")
-    images_df = pd.read_csv(images_path, dtype=str, keep_default_na=False)
+    images_df = _read_store_csv(images_path, ["image"])
     if list(images_df.columns) != ["image"]:
         raise DataError(str(images_path), f"expected the single column 'image', got {', '.join(images_df.columns)}", line=1)
     images = pd.Index(images_df["image"], name="image")
-    try:
-        features = np.load(root / FEATURES, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(str(root / FEATURES), f"cannot be read as a .npy array ({exc})") from None
+    if not (root / FEATURES).is_file():
+        raise DataError(str(root / FEATURES), "is missing from the feature store")
+    features = load_npy(root / FEATURES)
     if features.ndim != 2 or features.shape[0] != len(images):
         raise DataError(str(root / FEATURES), f"has shape {features.shape} but images.csv lists {len(images)} images")
     failed: dict[str, str] = {}
     if (root / FAILED).is_file():
-        failed_df = pd.read_csv(root / FAILED, dtype=str, keep_default_na=False)
-        if len(failed_df.columns) >= 2:
+        failed_df = _read_store_csv(root / FAILED, ["image", "error"], allow_empty=True)
+        if {"image", "error"} <= set(failed_df.columns):
             failed = dict(zip(failed_df["image"], failed_df["error"]))
     return FeatureStore(path=root, manifest=manifest, images=images, features=features, failed=failed)
+
+
+def _read_store_csv(path: Path, columns: list[str], *, allow_empty: bool = False) -> pd.DataFrame:
+    """A CSV of the store, every problem (empty, not UTF-8, unparseable) a DataError naming it."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        if allow_empty:
+            return pd.DataFrame(columns=columns)
+        raise DataError(str(path), f"is empty; expected a header line ({','.join(columns)}) and one row per image") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(str(path), f"is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(str(path), f"cannot be parsed as CSV ({str(exc).splitlines()[0]})") from None
 
 
 def write_store(path: str | Path, images: Iterable[str], features: np.ndarray, *, backbone: str, failed: dict[str, str] | None = None, **manifest: Any) -> Path:

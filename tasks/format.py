@@ -7,7 +7,10 @@ users.csv      user,split[,openness,conscientiousness,extraversion,agreeableness
 images.csv     image                       (row i names row i of features.npy)
 features.npy   float32 or float16 [n_images, dim], opened with mmap
 likes.csv      user,image                  (optional: images liked by "personality" users)
+attributes.csv user,image,<name>...        (optional: per-rating attribute scores, extra targets)
 ```
+users.csv may carry further columns (rater attributes such as age, gender, education); they are
+kept as text for methods that use them.
 
 Reading validates everything and reports the first problem as a `DataError` naming file, line and
 field. Line numbers are 1-based with the header on line 1, as an editor shows them.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +35,9 @@ from piaa.errors import DataError
 BIG_FIVE = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
 SPLITS = ("train", "test", "personality")
 FORMAT_VERSION = 1
+# Rater attributes importers write under these names (any other extra users.csv column is kept too).
+RATER_ATTRIBUTES = ("age", "gender", "education", "art_experience", "photography_experience", "nationality", "colorblind")
+ATTRIBUTES = "attributes.csv"
 
 
 @dataclass(frozen=True)
@@ -60,11 +67,35 @@ class RaterDataset:
     likes: pd.DataFrame | None = None  # user, image (+ image_index)
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    attributes: pd.DataFrame | None = None  # user, image, image_index, one float column per attribute
 
     # -- views ---------------------------------------------------------------------------------
     @property
     def feature_dim(self) -> int:
         return int(self.features.shape[1])
+
+    @property
+    def rater_attribute_names(self) -> list[str]:
+        """Extra users.csv columns (age, gender, ...), kept as text; empty cells mean unknown."""
+        return [c for c in self.users.columns if c not in ("user", "split", *BIG_FIVE)]
+
+    @property
+    def attribute_names(self) -> list[str]:
+        """Extra per-rating targets from attributes.csv (e.g. PARA's quality, composition, ...)."""
+        if self.attributes is None:
+            return []
+        return [c for c in self.attributes.columns if c not in ("user", "image", "image_index")]
+
+    def image_attributes(self, split: str | None = "train") -> pd.DataFrame:
+        """Per-image means of each attribute over the given split's raters (all raters when None),
+        indexed by row of `features`: the image-level extra targets a multi-task head trains on."""
+        names = self.attribute_names
+        if not names:
+            return pd.DataFrame(columns=names)
+        frame = self.attributes
+        if split is not None:
+            frame = frame[frame["user"].isin(set(self.users_in(split)))]
+        return frame.groupby("image_index")[names].mean()
 
     def users_in(self, split: str) -> list[str]:
         return self.users.loc[self.users["split"] == split, "user"].tolist()
@@ -109,6 +140,17 @@ class RaterDataset:
             likes=likes,
             meta=dict(self.meta),
             path=self.path,
+            attributes=None if self.attributes is None else self.attributes[self.attributes["user"].isin(set(keep_users["user"]))].reset_index(drop=True),
+        )
+
+    def with_splits(self, splits: Mapping[str, str]) -> "RaterDataset":
+        """The same data with some raters' split replaced (user -> split), e.g. one cross-validation fold."""
+        users = self.users.copy()
+        new = users["user"].map(dict(splits))
+        users["split"] = new.fillna(users["split"])
+        return RaterDataset(
+            name=self.name, score_range=self.score_range, ratings=self.ratings, users=users, images=self.images,
+            features=self.features, likes=self.likes, meta=dict(self.meta), path=self.path, attributes=self.attributes,
         )
 
     def image_positions(self, images: Iterable[str], *, source: str = "input") -> np.ndarray:
@@ -127,20 +169,40 @@ class RaterDataset:
 
 
 # -- reading -------------------------------------------------------------------------------------
-def _read_csv(path: Path, required: Iterable[str]) -> pd.DataFrame:
+def _read_csv(path: Path, required: Iterable[str], *, text: Iterable[str] | None = None) -> pd.DataFrame:
+    """A CSV with every column as text, or, given `text`, only those as text (empty cells as "") and the
+    others parsed as numbers by the C parser where they are clean (a column with a non-number stays
+    text, so the caller's check can name the cell). Parsing numbers natively is what keeps reading
+    ratings and attributes of PARA's size fast."""
     if not path.is_file():
         raise DataError(path.name, f"file is missing from {path.parent}")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        if text is None:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8")
+        else:
+            text = list(text)
+            df = pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=False, na_values=[""], skipinitialspace=True, encoding="utf-8")
+            for col in text:
+                if col in df.columns:
+                    df[col] = df[col].fillna("")
     except pd.errors.EmptyDataError:
         raise DataError(path.name, "file is empty; expected a header line") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise DataError(path.name, f"is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 CSV") from None
+    except pd.errors.ParserError as exc:
         raise DataError(path.name, f"cannot be parsed as CSV ({str(exc).splitlines()[0]})") from None
+    except IsADirectoryError:
+        raise DataError(str(path), "is a directory; expected a CSV file") from None
     df.columns = [c.strip() for c in df.columns]
     for col in required:
         if col not in df.columns:
             raise DataError(path.name, f"missing column '{col}' (header has: {', '.join(df.columns) or 'nothing'})", line=1)
     return df
+
+
+def _cell(value) -> str:
+    """A cell as the user wrote it: text as is, a parsed number in its shortest form."""
+    return value if isinstance(value, str) else f"{value:g}"
 
 
 def _first_bad(mask: np.ndarray) -> int | None:
@@ -149,8 +211,17 @@ def _first_bad(mask: np.ndarray) -> int | None:
 
 
 def _numeric(df: pd.DataFrame, col: str, file: str, what: str) -> np.ndarray:
-    values = pd.to_numeric(df[col].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
-    bad = _first_bad(np.isnan(values) & (df[col].str.strip() != ""))
+    if pd.api.types.is_numeric_dtype(df[col].dtype):  # parsed by the C reader: empty cells are NaN
+        values = df[col].to_numpy(dtype=np.float64)
+        bad = _first_bad(np.isinf(values))
+        if bad is not None:
+            raise DataError(file, f"expected {what}, got {_cell(df[col].iloc[bad])!r}", line=bad + 2, field=col)
+        return values
+    values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64)  # surrounding spaces are accepted
+    missing = np.flatnonzero(np.isnan(values))  # only these cells need a closer look (empty, or not a number)
+    filled = np.zeros(len(values), dtype=bool)
+    filled[missing] = (df[col].iloc[missing].str.strip() != "").to_numpy()
+    bad = _first_bad(filled)
     if bad is None:
         bad = _first_bad(~np.isfinite(values) & ~np.isnan(values))
     if bad is not None:
@@ -168,6 +239,8 @@ def read_dataset(path: str | Path) -> RaterDataset:
 
     images_df = _read_csv(root / "images.csv", ["image"])
     images = pd.Index(images_df["image"].str.strip(), name="image")
+    if len(images) == 0:
+        raise DataError("images.csv", "has a header but no images (expected one image id per line)", line=2)
     dup = _first_bad(np.asarray(images.duplicated()))
     if dup is not None:
         raise DataError("images.csv", f"duplicate image {images[dup]!r}", line=dup + 2, field="image")
@@ -180,25 +253,29 @@ def read_dataset(path: str | Path) -> RaterDataset:
     users = _read_users(root / "users.csv")
     known_users = set(users["user"])
 
-    ratings = _read_csv(root / "ratings.csv", ["user", "image", "score"])
+    ratings = _read_csv(root / "ratings.csv", ["user", "image", "score"], text=("user", "image"))
     ratings = ratings[["user", "image", "score"]].copy()
-    ratings["user"] = ratings["user"].str.strip()
-    ratings["image"] = ratings["image"].str.strip()
+    spaced = file_has_edge_space(root / "ratings.csv")
+    ratings["user"] = strip_text(ratings["user"], may_have_spaces=spaced)
+    ratings["image"] = strip_text(ratings["image"], may_have_spaces=spaced)
     scores = _numeric(ratings, "score", "ratings.csv", f"a number in [{lo:g}, {hi:g}]")
     bad = _first_bad(np.isnan(scores) | (scores < lo) | (scores > hi))
     if bad is not None:
-        raise DataError("ratings.csv", f"expected a number in [{lo:g}, {hi:g}], got {ratings['score'].iloc[bad]!r}", line=bad + 2, field="score")
+        raise DataError("ratings.csv", f"expected a number in [{lo:g}, {hi:g}], got {_cell(ratings['score'].iloc[bad])!r}", line=bad + 2, field="score")
     ratings["score"] = scores.astype(np.float32)
+    if len(ratings) == 0:
+        raise DataError("ratings.csv", "has a header but no ratings (expected rows user,image,score)", line=2)
     bad = _first_bad(~ratings["user"].isin(known_users).to_numpy())
     if bad is not None:
         raise DataError("ratings.csv", f"user {ratings['user'].iloc[bad]!r} is not listed in users.csv", line=bad + 2, field="user")
     position = pd.Series(np.arange(len(images), dtype=np.int64), index=images)
-    image_index = ratings["image"].map(position)
+    image_index = pd.Series(images.get_indexer(ratings["image"]), dtype="float64").where(lambda v: v >= 0)
     bad = _first_bad(image_index.isna().to_numpy())
     if bad is not None:
         raise DataError("ratings.csv", f"image {ratings['image'].iloc[bad]!r} is not in images.csv", line=bad + 2, field="image")
     ratings["image_index"] = image_index.to_numpy(dtype=np.int64)
-    dup = _first_bad(ratings.duplicated(["user", "image"]).to_numpy())
+    user_codes = pd.Index(users["user"]).get_indexer(ratings["user"]).astype(np.int64)
+    dup = _first_bad(pd.Series(user_codes * max(len(images), 1) + ratings["image_index"].to_numpy(np.int64)).duplicated().to_numpy())
     if dup is not None:
         u, im = ratings["user"].iloc[dup], ratings["image"].iloc[dup]
         first = int(np.flatnonzero(((ratings["user"] == u) & (ratings["image"] == im)).to_numpy())[0])
@@ -218,8 +295,14 @@ def read_dataset(path: str | Path) -> RaterDataset:
             raise DataError("likes.csv", f"image {likes['image'].iloc[bad]!r} is not in images.csv", line=bad + 2, field="image")
         likes["image_index"] = li.to_numpy(dtype=np.int64)
 
+    attributes = None
+    if (root / ATTRIBUTES).exists():
+        attributes = _read_attributes(root / ATTRIBUTES, known_users, position, ratings)
+
     splits = set(users["split"])
-    for needed in ("train", "test"):
+    # An evaluation-only dataset (e.g. REAL-CUR: a few raters' own albums) has test raters only.
+    needed_splits = ("test",) if meta.get("evaluation_only") else ("train", "test")
+    for needed in needed_splits:
         if needed not in splits:
             raise DataError("users.csv", f"no {needed} raters (expected at least one user with split '{needed}')", field="split")
     return RaterDataset(
@@ -232,18 +315,69 @@ def read_dataset(path: str | Path) -> RaterDataset:
         likes=likes,
         meta=meta,
         path=root.resolve(),
+        attributes=attributes,
     )
+
+
+def read_json_object(path: Path, name: str | None = None) -> dict[str, Any]:
+    """A JSON file that must hold an object: UTF-8, parseable, not absurdly nested; else a DataError
+    naming the file (`name`, default the full path)."""
+    name = str(path) if name is None else name
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(name, f"is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except IsADirectoryError:
+        raise DataError(name, "is a directory; expected a JSON file") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(name, f"is not valid JSON ({exc.msg})", line=exc.lineno) from None
+    except RecursionError:
+        raise DataError(name, "is nested too deeply to be a piaa file") from None
+    if not isinstance(value, dict):
+        raise DataError(name, f"expected a JSON object {{...}}, got a JSON {type(value).__name__}")
+    return value
+
+
+def _read_attributes(path: Path, known_users: set[str], position: pd.Series, ratings: pd.DataFrame) -> pd.DataFrame:
+    """attributes.csv: user,image and numeric attribute columns (empty = unknown), each row a rating."""
+    df = _read_csv(path, ["user", "image"], text=("user", "image"))
+    names = [c for c in df.columns if c not in ("user", "image")]
+    if not names:
+        raise DataError(path.name, "has no attribute columns after user,image", line=1)
+    spaced = file_has_edge_space(path)
+    out = pd.DataFrame({"user": strip_text(df["user"], may_have_spaces=spaced), "image": strip_text(df["image"], may_have_spaces=spaced)})
+    bad = _first_bad(~out["user"].isin(known_users).to_numpy())
+    if bad is not None:
+        raise DataError(path.name, f"user {out['user'].iloc[bad]!r} is not listed in users.csv", line=bad + 2, field="user")
+    index = position.index.get_indexer(out["image"])
+    bad = _first_bad(index < 0)
+    if bad is not None:
+        raise DataError(path.name, f"image {out['image'].iloc[bad]!r} is not in images.csv", line=bad + 2, field="image")
+    out["image_index"] = index.astype(np.int64)
+    user_codes = pd.Index(sorted(known_users))
+    n_images = len(position)
+    given = user_codes.get_indexer(out["user"]).astype(np.int64) * n_images + out["image_index"].to_numpy(np.int64)
+    dup = _first_bad(pd.Series(given).duplicated().to_numpy())
+    if dup is not None:
+        raise DataError(path.name, f"attributes of image {out['image'].iloc[dup]!r} by user {out['user'].iloc[dup]!r} are given twice", line=dup + 2, field="image")
+    rated = user_codes.get_indexer(ratings["user"]).astype(np.int64) * n_images + ratings["image_index"].to_numpy(np.int64)
+    bad = _first_bad(~pd.Series(given).isin(pd.Series(rated)).to_numpy())
+    if bad is not None:
+        raise DataError(path.name, f"user {out['user'].iloc[bad]!r} has attributes for image {out['image'].iloc[bad]!r} but no rating of it in ratings.csv", line=bad + 2)
+    for col in names:
+        out[col] = _numeric(df, col, path.name, "a number or an empty cell").astype(np.float32)
+    return out
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(path.name, f"file is missing from {path.parent}")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(path.name, f"is not valid JSON ({exc.msg})", line=exc.lineno) from None
-    if not isinstance(meta, dict):
-        raise DataError(path.name, "expected a JSON object")
+    meta = read_json_object(path, path.name)
+    for key in ("name", "backbone"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            raise DataError(path.name, f"expected a string, got {type(meta[key]).__name__} {meta[key]!r}", field=key)
     rng = meta.get("score_range")
     ok = (
         isinstance(rng, list)
@@ -256,13 +390,33 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
+def load_npy(path: str | Path, name: str | None = None) -> np.ndarray:
+    """Memory-map a .npy file (never unpickling), or raise a DataError naming it (`name`, default the
+    path): empty files, garbage headers and truncated data all end here, not in a traceback."""
+    name = str(path) if name is None else name
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(name, "is a directory; expected a .npy file")
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(name, "is empty (0 bytes); expected a .npy array")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY":
+        raise DataError(name, "is not a readable .npy array (it does not start with the .npy magic bytes)")
+    try:
+        # open_memmap, not np.load: np.load would treat a zip file as .npz and could unpickle.
+        return np.lib.format.open_memmap(path, mode="r")
+    except (ValueError, EOFError, OSError, SyntaxError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(name, f"is not a readable .npy array ({first})") from None
+
+
 def _read_features(path: Path, n_images: int) -> np.ndarray:
     if not path.is_file():
         raise DataError(path.name, f"file is missing from {path.parent}")
-    try:
-        features = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise DataError(path.name, f"is not a readable .npy array ({exc})") from None
+    features = load_npy(path, path.name)
     if features.ndim != 2:
         raise DataError(path.name, f"expected a 2-D array [n_images, dim], got shape {features.shape}")
     if features.dtype not in (np.float32, np.float16):
@@ -308,10 +462,70 @@ def _read_users(path: Path) -> pd.DataFrame:
     partial = _first_bad((known.any(axis=1) & ~known.all(axis=1)).to_numpy())
     if partial is not None:
         raise DataError(path.name, "a rater has some Big-Five values but not all five (give all five or leave all empty)", line=partial + 2)
+    for col in users.columns:
+        if col not in out.columns:  # optional rater attributes (age, gender, ...), kept as text
+            if not col or col.startswith("Unnamed:"):
+                raise DataError(path.name, "has a column without a name (every extra column needs a header)", line=1)
+            out[col] = users[col].str.strip()
     return out.reset_index(drop=True)
 
 
 # -- writing -------------------------------------------------------------------------------------
+_EDGE_SPACE = re.compile(r"\x00\s|\s\x00")  # a cell starting or ending with white space, in "\x00"-joined text
+
+
+def _joined(values) -> str:
+    if isinstance(values, pd.Series):
+        values = values.to_numpy(dtype=object)  # iterating a numpy array is far faster than a Series
+    return "\x00".join(values)
+
+
+def _write_csv(frame: pd.DataFrame, path: Path, *, text: tuple[str, ...] = ("user", "image")) -> None:
+    """A table of text cells as CSV. If an id cell (`text` columns) needs quoting (comma, quote, line
+    break) pandas writes it; otherwise the lines are joined directly, several times faster for
+    millions of cells (other columns hold formatted numbers, which never need quoting)."""
+    cols = [frame[c].astype(str).to_numpy(dtype=object) for c in frame.columns]
+    needs_quotes = any(ch in _joined(map(str, frame.columns)) for ch in ',"\n\r')
+    for name, values in zip(frame.columns, cols):
+        if name in text and not needs_quotes:
+            big = _joined(values)
+            needs_quotes = any(ch in big for ch in ',"\n\r')
+    if needs_quotes:
+        frame.to_csv(path, index=False)
+        return
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(",".join(map(str, frame.columns)) + "\n")
+        fh.writelines(",".join(row) + "\n" for row in zip(*cols))
+
+
+def strip_text(values: pd.Series, *, may_have_spaces: bool = True) -> pd.Series:
+    """`values.str.strip()`, skipped when no cell can start or end with white space: the caller knows
+    the file has none (`file_has_edge_space`), or one scan of the joined text finds none."""
+    values = values.astype(str)
+    if not may_have_spaces or _EDGE_SPACE.search("\x00" + _joined(values) + "\x00") is None:
+        return values
+    return values.str.strip()
+
+
+_SPACE_MARKS = (b" ,", b", ", b"\t", b" \n", b" \r", b"\n ", b"\xc2\xa0")
+
+
+def file_has_edge_space(path: Path) -> bool:
+    """Whether any cell of a CSV may start or end with white space: a scan of the raw bytes for a
+    space next to a delimiter or line end, a tab or a no-break space (false positives only cost a
+    strip)."""
+    raw = path.read_bytes()
+    return raw[:1] in (b" ", b"\t") or any(mark in raw for mark in _SPACE_MARKS)
+
+
+def _csv_numbers(values) -> np.ndarray:
+    """Numbers as CSV text ('%.6g', empty for NaN), formatted once per distinct value: ratings and
+    attribute scores take few values, and per-cell float formatting dominates writing large files."""
+    v = np.asarray(values, dtype=np.float64)
+    uniq, inverse = np.unique(v, return_inverse=True)
+    text = np.array(["" if np.isnan(u) else f"{u:.6g}" for u in uniq], dtype=object)
+    return text[inverse.reshape(-1)]
+
 def write_dataset(
     path: str | Path,
     *,
@@ -324,11 +538,15 @@ def write_dataset(
     likes: pd.DataFrame | None = None,
     meta: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    attributes: pd.DataFrame | None = None,
+    extra_files: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a dataset directory atomically (staged, then renamed) and validate it by reading it back.
 
     `ratings` needs columns user, image, score; `users` needs user, split and optionally the five
-    Big-Five columns. Returns the final path.
+    Big-Five columns, then any rater-attribute columns (written as text). `attributes` (user, image
+    and numeric columns) becomes attributes.csv; `extra_files` maps a file name to text written
+    beside the dataset (e.g. the derived split as a publishable list). Returns the final path.
     """
     final = Path(path)
     features = np.asarray(features)
@@ -343,13 +561,25 @@ def write_dataset(
         out_users = users.copy()
         out_users["user"] = out_users["user"].astype(str)
         cols = ["user", "split"] + [c for c in BIG_FIVE if c in out_users.columns]
+        cols += [c for c in out_users.columns if c not in cols]
         out_users[cols].to_csv(tmp / "users.csv", index=False, float_format="%.6g")
         out_ratings = ratings[["user", "image", "score"]].copy()
         out_ratings["user"] = out_ratings["user"].astype(str)
-        out_ratings.to_csv(tmp / "ratings.csv", index=False, float_format="%.6g")
+        out_ratings["score"] = _csv_numbers(out_ratings["score"])
+        _write_csv(out_ratings, tmp / "ratings.csv")
         if likes is not None:
             out_likes = likes[["user", "image"]].copy()
             out_likes["user"] = out_likes["user"].astype(str)
             out_likes.to_csv(tmp / "likes.csv", index=False)
+        if attributes is not None:
+            out_attr = attributes.drop(columns=[c for c in ("image_index",) if c in attributes.columns]).copy()
+            out_attr["user"] = out_attr["user"].astype(str)
+            for col in out_attr.columns[2:]:
+                out_attr[col] = _csv_numbers(out_attr[col])
+            _write_csv(out_attr, tmp / ATTRIBUTES)
+        for name, text in (extra_files or {}).items():
+            if Path(name).name != name or name in ("dataset.json", "ratings.csv", "users.csv", "images.csv", "features.npy", "likes.csv", ATTRIBUTES):
+                raise ValueError(f"extra file name {name!r} must be a plain file name that is not part of the format")
+            (tmp / name).write_text(text, encoding="utf-8")
         read_dataset(tmp)  # never publish a dataset we could not read back
     return final

@@ -43,6 +43,7 @@ class DemoSpec:
     noise: float = 0.55  # per-rating noise, in units of opinion std
     bias_std: float = 0.35
     log_scale_std: float = 0.25
+    train_big_five_known: bool = False  # True: PARA-shaped (every rater's Big-Five is known)
 
 
 class _World:
@@ -156,9 +157,10 @@ def simulate(spec: DemoSpec = DemoSpec(), seed: int = 0) -> dict:
     likes = pd.DataFrame({"user": like_user, "image": like_image})
 
     users = pd.DataFrame({"user": all_ids, "split": ["train"] * len(train_ids) + ["test"] * len(test_ids) + ["personality"] * len(psy_ids)})
+    hidden = (users["split"] == "train") & (not spec.train_big_five_known)
     for k, col in enumerate(BIG_FIVE):
-        # Train raters' Big-Five are unknown, as in FLICKR-AES; test and personality raters have them.
-        users[col] = np.where(users["split"] == "train", np.nan, np.round(big5[:, k], 4))
+        # Train raters' Big-Five are unknown, as in FLICKR-AES (known in PARA-shaped data); test and personality raters have them.
+        users[col] = np.where(hidden, np.nan, np.round(big5[:, k], 4))
     truth = {"clean": clean, "generic": generic[rows_image], "big_five_part": None}
     b5_part = generic[rows_image] + personal_unit * np.einsum(
         "ij,ij->i", attrs[rows_image], np.sqrt(share) * (taste_from_b5 / taste_from_b5.std(axis=0))[user_pos]
@@ -201,6 +203,9 @@ def write_demo(path: str | Path, seed: int = 0, spec: DemoSpec = DemoSpec(), ove
         path, name="piaa-demo", score_range=(1, 5), ratings=sim["ratings"], users=sim["users"],
         images=sim["images"], features=sim["features"], likes=sim["likes"], meta=meta, overwrite=overwrite,
     )
+
+
+PARA_SHAPED = DemoSpec(train_big_five_known=True, train_ratings=(300, 600), raters_per_image=10)  # PARA: every rater's Big-Five known, many ratings each
 
 
 def demo_dir(seed: int = 0) -> Path:

@@ -91,6 +91,7 @@ def data(demo):
     return read_dataset(demo)
 
 
+@pytest.mark.slow  # > 8 s; CI and `make test` run it, `pytest -m 'not slow'` skips it
 def test_same_seed_gives_byte_identical_tables(data, tmp_path):
     methods = ["giaa", "ridge", "knn", "user-mean"]
     first = write_benchmark(run_benchmark(data, methods, shots=(0, 10, 50), repeats=2, seed=5, overrides=FAST), tmp_path / "a")
@@ -166,6 +167,7 @@ def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "piaa.console.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
+@pytest.mark.slow  # > 8 s; CI and `make test` run it, `pytest -m 'not slow'` skips it
 def test_cli_end_to_end(demo, tmp_path):
     out = tmp_path / "bench"
     args = ["benchmark", "--data", str(demo), "--methods", "giaa,ridge,pam,user-mean", "--shots", "0", "--shots", "10",

@@ -99,6 +99,7 @@ def test_methods_lists_registry(cli):
     assert {"giaa", "ridge", "pa-iaa", "maml", "knn"} <= set(listed)
 
 
+@pytest.mark.slow  # > 8 s; CI and `make test` run it, `pytest -m 'not slow'` skips it
 def test_demo_default_path(cli, demo_dir, monkeypatch):
     """On a fresh install: `piaa meta-train` then `piaa adapt --user 42 --shots 10`."""
     monkeypatch.setenv("PIAA_DEMO_DIR", str(demo_dir))

@@ -124,6 +124,7 @@ def test_interrupted_extraction_resumes_without_recomputing(tmp_path):
     np.testing.assert_array_equal(open_store(tmp_path / "store").features, open_store(fresh.path).features)
 
 
+@pytest.mark.slow  # > 8 s; CI and `make test` run it, `pytest -m 'not slow'` skips it
 def test_killed_cli_run_resumes_where_it_stopped(tmp_path):
     write_jpegs(tmp_path / "imgs", 160, size=(320, 240))
     cmd = [sys.executable, "-m", "piaa.console.cli", "features", "extract", "--images", str(tmp_path / "imgs"), "--backbone", "handcrafted", "--out", str(tmp_path / "store"), "--batch-size", "4", "--shard-size", "8"]

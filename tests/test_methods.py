@@ -133,6 +133,7 @@ def test_fit_is_deterministic(tiny_dir):
     assert not all(np.array_equal(a[k].numpy(), c[k].numpy()) for k in a)
 
 
+@pytest.mark.slow  # > 8 s; CI and `make test` run it, `pytest -m 'not slow'` skips it
 def test_on_the_demo_ridge_personalises(demo_dir):
     data = read_dataset(demo_dir)
     ridge = create_method("ridge").fit(data.without("test"), seed=0)

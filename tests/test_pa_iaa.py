@@ -234,7 +234,7 @@ def test_run_directory_round_trip(small, small_dir, small_fit, tmp_path):
         before = method.adapt(x[:shots], y[:shots], big_five=b5).predict(x)
         after = loaded.adapt(x[:shots], y[:shots], big_five=b5).predict(x)
         np.testing.assert_allclose(after, before, atol=1e-9)
-    assert loaded.uses_big_five and loaded.notes() == []
+    assert loaded.uses_big_five and loaded.notes() == method.notes() == ["pa-iaa: Big-Five link learned from 24 personality raters' likes"]
 
 
 # -- datasets pa-iaa cannot fully use -----------------------------------------------------------------

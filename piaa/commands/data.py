@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from typer.core import TyperGroup
 
-from piaa.commands.output import err, escape, key_value_table, out
+from piaa.commands.output import check_output_dir, key_value_table, note, out, warn
 
 app = typer.Typer(no_args_is_help=True, help="Rater datasets: describe, simulate, import.")
 
@@ -19,25 +19,29 @@ _DRY_HELP = "Parse and check only; print what would be imported, write nothing."
 
 
 @app.command("describe")
-def data_describe(path: Path = typer.Argument(..., help="Rater-dataset directory.")) -> None:
+def data_describe(path: str = typer.Argument(..., help="Rater-dataset directory, or 'demo' (the embedded demo, as --data demo elsewhere).")) -> None:
     """Summarise a rater dataset: raters, images, ratings, scores, features, Big-Five, likes."""
+    from piaa.runs import resolve_data
     from piaa.tasks.describe import describe
-    from piaa.tasks.format import read_dataset
 
-    info = describe(read_dataset(path))
-    out.print(key_value_table(info["rows"], title=f"{info['name']} ({path})"))
+    dataset, ref = resolve_data(path)
+    info = describe(dataset)
+    where = "the embedded demo" if ref == "demo" else path
+    out.print(key_value_table(info["rows"], title=f"{info['name']} ({where})"))
 
 
 @app.command("simulate")
 def data_simulate(
     out_dir: Path = typer.Option(..., "--out", help="Directory to create."),
     seed: int = typer.Option(0, "--seed"),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it already holds files."),
 ) -> None:
     """Write the simulated demo dataset (the embedded demo is seed 0)."""
     from piaa.tasks.simulate import write_demo
 
-    path = write_demo(out_dir, seed=seed)
-    out.print(f"demo dataset written to [bold]{path}[/]")
+    check_output_dir(out_dir, "--out", force)
+    path = write_demo(out_dir, seed=seed, overwrite=force)
+    out.print(f"demo dataset written to {path}")
 
 
 class ImporterGroup(TyperGroup):
@@ -69,7 +73,7 @@ def import_command(name: str):
         _parameter("out_dir", "--out", Path, None, helps.get("out")),
         _parameter("drop_missing", "--drop-missing", bool, False, helps["drop_missing"]),
         _parameter("dry_run", "--dry-run", bool, False, helps["dry_run"]),
-        _parameter("overwrite", "--overwrite", bool, False, helps.get("overwrite")),
+        _parameter("overwrite", "--overwrite", bool, False, helps.get("overwrite") or "Replace --out if it already holds files.", aliases=("--force",)),
     ]
 
     def command(**values) -> None:
@@ -83,9 +87,9 @@ def import_command(name: str):
     return typer.main.get_command(single)
 
 
-def _parameter(name: str, flag: str, kind: type, default, help: Optional[str], *, required: bool = False, multiple: bool = False):
+def _parameter(name: str, flag: str, kind: type, default, help: Optional[str], *, required: bool = False, multiple: bool = False, aliases: tuple = ()):
     annotation = List[kind] if multiple else (kind if kind is bool or default is not None else Optional[kind])
-    option = typer.Option(... if required else default, flag, help=help)
+    option = typer.Option(... if required else default, flag, *aliases, help=help)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
 
 
@@ -97,17 +101,16 @@ def run_import(name: str, values: dict) -> None:
     parsed = importer.read(values)
     if not values["dry_run"]:
         importer.check_outputs(values)
-    for note in parsed.notes:
-        colour = "red" if note.startswith("WARNING") else "yellow"
-        err.print(f"[{colour}]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    for message in parsed.notes:
+        (warn if message.startswith("WARNING") else note)(message, "note")
     table = key_value_table(parsed.summary())
     if values["dry_run"]:
         out.print(f"{parsed.name}: checked (dry run: nothing written)", soft_wrap=True)
         out.print(table)
         return
     report = importer.save(parsed, values)
-    for note in report.notes[len(parsed.notes):]:
-        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    for message in report.notes[len(parsed.notes):]:
+        note(message)
     raters = ", ".join(f"{n} {s}" for s, n in report.raters.items() if n)
     what = f"{report.ratings:,} ratings, {raters} raters" if raters else "score distributions, no raters"
-    out.print(f"{parsed.name}: {report.images:,} images, {what} -> [bold]{escape(str(report.path))}[/]", soft_wrap=True)
+    out.print(f"{parsed.name}: {report.images:,} images, {what} -> {report.path}", soft_wrap=True)

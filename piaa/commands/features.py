@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from piaa.commands.output import err, out
+from piaa.commands.output import note, out
 
 app = typer.Typer(no_args_is_help=True, help="Image features: extract a feature store, list backbones.")
 
@@ -26,7 +26,7 @@ def features_extract(
     workers: int = typer.Option(1, "--workers", help="Threads decoding images."),
     shard_size: int = typer.Option(512, "--shard-size", help="Images per committed shard (work lost on a kill is at most one shard)."),
     seed: int = typer.Option(0, "--seed", help="Seed for --weights random."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished store at --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", "--force", help="Replace a finished store at --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Turn a folder of images into a feature store: batched, resumable, unreadable images reported."""
@@ -34,15 +34,15 @@ def features_extract(
 
     result = extract_features(
         images, backbone, out_dir, weights=weights, download=download, seed=seed, batch_size=batch_size, float16=float16,
-        shard_size=shard_size, workers=workers, progress=progress and sys.stderr.isatty(), overwrite=overwrite,
+        shard_size=shard_size, workers=workers, progress=progress, overwrite=overwrite,
     )
     out.print(
-        f"{result.backbone}: {result.n_images:,} images x {result.dim} features -> [bold]{result.path}[/] "
+        f"{result.backbone}: {result.n_images:,} images x {result.dim} features -> {result.path} "
         f"(computed {result.n_computed:,}, reused {result.n_reused:,} from an earlier run)",
         soft_wrap=True,
     )
     if result.n_failed:
-        err.print(f"[yellow]warning:[/] {result.n_failed} unreadable image(s) skipped, listed in {result.path / 'failed.csv'}", highlight=False)
+        note(f"{result.n_failed} unreadable image(s) skipped, listed in {result.path / 'failed.csv'}", "warning")
 
 
 @app.command("backbones")
@@ -55,6 +55,6 @@ def features_backbones() -> None:
     table.add_column("what it computes")
     table.add_column("needs")
     for name, spec in list_backbones().items():
-        needs = "nothing" if not spec.needs else f"pip install 'piaa\\[{spec.needs}]'" + (" (installed)" if spec.available() else "")
+        needs = "nothing" if not spec.needs else f"pip install 'piaa[{spec.needs}]' --extra-index-url https://download.pytorch.org/whl/cpu (or make install-vision)" + (" (installed)" if spec.available() else "")
         table.add_row(name, spec.summary, needs)
     out.print(table)

@@ -7,19 +7,70 @@ from typing import Iterable, Optional
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-out = Console()
-err = Console(stderr=True)
+# Markup and highlighting are off for everything printed: user ids, file names and CSV cells are
+# data, so "[bold red]boss[/]" or "[link=...]" prints as typed, never as style or a hyperlink.
+# Colour comes only from explicit styles (`note`, `warn`, `bold`), never from parsing a string.
+out = Console(markup=False, highlight=False)
+err = Console(stderr=True, markup=False, highlight=False)
 
 
 class UsageFailure(Exception):
     """Raised for bad input in the CLI layer; reported as one line, exit status 2."""
 
 
-def escape(text: str) -> str:
-    from rich.markup import escape as rich_escape
+def styled(*parts) -> Text:
+    """Text from plain strings and (string, style) pairs; strings are never parsed as markup."""
+    return Text.assemble(*parts)
 
-    return rich_escape(text)
+
+def note(message: str, label: str = "note") -> None:
+    err.print(styled((f"{label}:", "yellow"), " ", message), soft_wrap=True)
+
+
+def warn(message: str, label: str = "warning") -> None:
+    err.print(styled((f"{label}:", "red"), " ", message), soft_wrap=True)
+
+
+def check_output_file(path: Optional[Path], option: str, force: bool) -> None:
+    """Refuse, before any work, an output file that would overwrite one (unless --force), that is a
+    directory, or whose folder cannot be written: no half-done job ends in a failed write."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise UsageFailure(f"{option} {path} is a directory; give a file path")
+    if path.exists() and not force:
+        raise UsageFailure(f"{option} {path} already exists (add --force to replace it)")
+    _probe_writable(path.parent, path)
+
+
+def check_output_dir(path: Optional[Path], option: str, force: bool) -> None:
+    """The same for an output directory: a file there, or a non-empty directory without --force, is refused."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageFailure(f"{option} {path} is a file; give a directory path")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise UsageFailure(f"{option} {path} already exists and is not empty (add --force to replace it)")
+    _probe_writable(path.parent, path)
+
+
+def _probe_writable(folder: Path, target: Path) -> None:
+    import tempfile
+
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageFailure(f"{target}: {existing} is a file, not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(target)) from None
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -61,8 +112,8 @@ def summary_table(title: str, summary) -> Table:
 
 def print_notes(notes: Iterable[str], label: str = "note") -> None:
     """A method's own caveats (e.g. a personality head trained on too few raters)."""
-    for note in notes:
-        err.print(f"[yellow]{label}:[/] {note}", soft_wrap=True)
+    for message in notes:
+        note(message, label)
 
 
 def report_evaluation(result, json_file: Optional[Path], csv_file: Optional[Path] = None) -> None:
@@ -71,17 +122,17 @@ def report_evaluation(result, json_file: Optional[Path], csv_file: Optional[Path
 
     for shots, users in sorted(result.skipped.items()):
         if users:
-            err.print(f"[yellow]note:[/] {len(users)} rater(s) skipped at {shots} shots (fewer than {shots + MIN_QUERY} images)")
+            note(f"{len(users)} rater(s) skipped at {shots} shots (fewer than {shots + MIN_QUERY} images)")
     for shots, users in sorted(result.no_big_five.items()):
         if users:
-            err.print(
-                f"[yellow]note:[/] {len(users)} rater(s) skipped at {shots} shots: no Big-Five known, and "
+            note(
+                f"{len(users)} rater(s) skipped at {shots} shots: no Big-Five known, and "
                 f"{result.meta.get('method')} predicts from Big-Five alone at 0 shots (users.csv, or `piaa adapt --big-five`)"
             )
     failures = result.failures()
     if len(failures):
         first = failures.iloc[0]
-        err.print(f"[red]warning:[/] {len(failures)} episode(s) failed; first: user {first.user}, {first.shots} shots: {first.error}")
+        warn(f"{len(failures)} episode(s) failed; first: user {first.user}, {first.shots} shots: {first.error}")
     if json_file is not None:
         write_json(json_file, result.to_json())
     if csv_file is not None:

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from piaa.commands.output import UsageFailure, key_value_table, out
+from piaa.commands.output import UsageFailure, key_value_table, note, out
 
 app = typer.Typer(no_args_is_help=True, help="Stored user profiles: list, show, delete.")
 RUN_HELP = "Run directory (default: the latest run)."
@@ -25,8 +25,10 @@ def open_store(run: Optional[Path], store: Optional[Path], *, need_model: bool):
 
         model = load(run)
         return model, ProfileStore(store, model=model) if store else model.profiles
+    if store is not None:
+        return None, ProfileStore(store)
     run_dir = run if run is not None else latest_run()
-    return None, ProfileStore(store or Path(run_dir) / DEFAULT_NAME)
+    return None, ProfileStore(Path(run_dir) / DEFAULT_NAME)
 
 
 def _parse_big_five(text: Optional[str]):
@@ -43,6 +45,8 @@ def adapt_new_user(user: str, ratings: Path, *, run, save: bool, big_five, seed:
     from piaa.personalize import adapt_from_csv
 
     model, profiles = open_store(run, store, need_model=True)
+    if save:
+        profiles.model_id()  # a foreign, newer or damaged store is refused before anything is printed
     profile = adapt_from_csv(model, ratings, user=user, big_five=_parse_big_five(big_five), seed=seed)
     out.print(f"user {profile.user}: adapted {model.method_name} ({model.model_id}) from {profile.n_ratings} ratings")
     if not save:
@@ -52,6 +56,8 @@ def adapt_new_user(user: str, ratings: Path, *, run, save: bool, big_five, seed:
     profiles.save(profile)
     verb = "replaced" if replaced else "saved"
     out.print(f"{verb} profile of {profile.user} in {profiles.path} ({profile.stored_bytes} bytes)")
+    if store is None:
+        out.print(f"  (profiles belong to this run: after training a new run, reach them with --run {model.path})", soft_wrap=True)
 
 
 @app.command("list")
@@ -68,6 +74,13 @@ def profiles_list(
     for row in rows.itertuples():
         table.add_row(str(row.user), str(row.method), str(row.n_ratings), str(row.bytes), str(row.updated))
     out.print(table)
+    if store is None and len(rows) == 0:
+        from piaa.profiles import stores_beside
+
+        others = stores_beside(profiles.path.parent, exclude=profiles.path)
+        if others:
+            where = ", ".join(f"{path.parent.name} ({count})" for path, count in others[:5])
+            note(f"profiles are kept per run, and this run has none; other runs hold some: {where}. List them with --run RUN")
 
 
 @app.command("show")

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from piaa.commands.output import UsageFailure, out, write_csv
+from piaa.commands.output import UsageFailure, check_output_file, out, write_csv
 from piaa.commands.profiles import RUN_HELP, STORE_HELP, open_store
 
 SHOWN_ROWS = 1000  # longer rankings go to --csv
@@ -18,28 +18,30 @@ def score(
     images: Optional[List[str]] = typer.Argument(None, help="Dataset image ids or image paths."),
     user: str = typer.Option(..., "--user", help="A stored profile's user id."),
     features: Optional[Path] = typer.Option(None, "--features", help="Score the rows of this .npy [n, dim] instead."),
-    top: Optional[int] = typer.Option(None, "--top", help="Show only the best N."),
+    top: Optional[int] = typer.Option(None, "--top", min=1, help="Show only the best N."),
     run: Optional[Path] = typer.Option(None, "--run", help=RUN_HELP),
     store: Optional[Path] = typer.Option(None, "--store", help=STORE_HELP),
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="Write rank,index,image,score as CSV."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --csv file."),
 ) -> None:
     """Personalised scores for a stored user, best first."""
     if bool(images) == (features is not None):
         raise UsageFailure("give IMAGES or --features FILE.npy (one of the two)")
+    check_output_file(csv_file, "--csv", force)
     inputs = images
-    if features is not None:
-        import numpy as np
-
-        try:
-            inputs = np.load(features, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            raise UsageFailure(f"{features}: not a readable .npy array ({exc})") from None
     model, profiles = open_store(run, store, need_model=True)
+    if features is not None:
+        from piaa.personalize import read_feature_rows
+
+        inputs = read_feature_rows(features, model.feature_dim)
     profile = profiles.load(user)
     ranked = profile.rank(inputs, top=top)
     if "image" not in ranked:
         ranked.insert(2, "image", [f"row {i}" for i in ranked["index"]])
-    table = Table(title=f"{profile.user}: {len(ranked)} image(s), best first ({model.method_name}, {profile.n_ratings} ratings)")
+    if csv_file is not None:
+        write_csv(csv_file, ranked)
+    out.print(f"{profile.user}: {len(ranked)} image(s), best first ({model.method_name}, {profile.n_ratings} ratings)", soft_wrap=True)
+    table = Table()
     for col in ("rank", "image", "score"):
         table.add_column(col, justify="right" if col != "image" else "left")
     for row in ranked.head(SHOWN_ROWS).itertuples():
@@ -47,5 +49,3 @@ def score(
     out.print(table)
     if len(ranked) > SHOWN_ROWS:
         out.print(f"({len(ranked) - SHOWN_ROWS} more rows; use --top or --csv)")
-    if csv_file is not None:
-        write_csv(csv_file, ranked)

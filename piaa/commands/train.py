@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
-from piaa.commands.output import out, print_notes
+from piaa.commands.output import check_output_dir, out, print_notes, styled
 
 
 def meta_train(
@@ -19,20 +16,35 @@ def meta_train(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<method>-<time>)."),
     seed: int = typer.Option(0, "--seed"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config field: field=value (repeatable)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="A live bar on a terminal, a line every 30 s otherwise."),
     resume: bool = typer.Option(True, "--resume/--restart", help="Continue an interrupted run with the same method, config, data and seed (default), or start over."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it already holds files."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Torch/BLAS threads (1, the default, is fastest for piaa's small networks, above all on a busy machine)."),
 ) -> None:
     """Learn a prior from the training raters and save it as a run."""
     from piaa.runs import load_run
-    from piaa.workflows import DEFAULT_METHOD, meta_train as train
+    from piaa.workflows import DEFAULT_METHOD, meta_train as train, training_summary
 
-    run_path = train(method or DEFAULT_METHOD, data, out=out_dir, seed=seed, overrides=set_, progress=progress and sys.stderr.isatty(), resume=resume)
+    check_output_dir(out_dir, "--out", force)
+    run_path = train(method or DEFAULT_METHOD, data, out=out_dir, seed=seed, overrides=set_, progress=progress, resume=resume, force=force, threads=threads)
     run = load_run(run_path)
-    out.print(f"[bold]{run.info['method']}[/] trained on {run.data_ref} (seed {seed})")
-    out.print_json(json.dumps(run.info["config"]))
+    info = training_summary(run)
+    where = "the embedded demo (simulated raters, see docs/demo.md)" if info["data"] == "demo" else info["data"]
+    out.print(styled((info["method"], "bold"), f" trained on {where}, seed {seed}"))
+    extra = f" and {info['personality_raters']} personality raters (Big-Five + liked images)" if info["personality_raters"] else ""
+    out.print(
+        f"  learned from {info['train_raters']} training raters ({info['train_ratings']:,} ratings){extra}; "
+        f"the {info['test_raters']} test raters were held out for `piaa adapt` / `piaa evaluate`", soft_wrap=True,
+    )
+    changed = ", ".join(f"{k}={_show(v)}" for k, v in info["changed_config"].items())
+    out.print(f"  config: {'defaults, except ' + changed if changed else 'the method defaults'} (all fields in {run_path / 'config.json'})", soft_wrap=True)
     print_personality_report(run.info.get("extra_state", {}).get("personality"))
     print_notes(getattr(run.method, "notes", lambda: [])(), label="warning")
-    out.print(f"run saved to [bold]{run_path}[/]")
+    out.print(f"run saved to {run_path}")
+
+
+def _show(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def print_personality_report(personality: Optional[dict]) -> None:
@@ -43,10 +55,10 @@ def print_personality_report(personality: Optional[dict]) -> None:
     if not quality:
         out.print("personality head: no held-out personality raters, quality not measured")
         return
-    table = Table(title=f"personality head on {personality.get('heldout_raters')} held-out personality raters ({quality['n_likes']} likes)")
-    for col in ("trait", "Pearson r", "MAE"):
-        table.add_column(col, justify="right")
-    for trait, row in quality["traits"].items():
-        table.add_row(trait, f"{row['pearson_r']:.3f}", f"{row['mae']:.3f}")
-    table.add_row("mean", f"{quality['mean_pearson_r']:.3f}", f"{quality['mean_mae']:.3f}")
-    out.print(table)
+    out.print(
+        f"  personality head (links images to the Big-Five of the raters who like them), checked on "
+        f"{personality.get('heldout_raters')} held-out personality raters: mean Pearson r "
+        f"{quality['mean_pearson_r']:.2f} (1 = perfect, 0 = chance), mean absolute error {quality['mean_mae']:.2f} on the [-1, 1] scale",
+        soft_wrap=True,
+    )
+    # Per-trait figures stay in the run's config.json (extra_state.personality.quality.traits).

@@ -28,7 +28,7 @@ def require_open_clip():
     try:
         import open_clip
     except Exception as exc:
-        raise ConfigError(f"CLIP backbones need open_clip: pip install 'piaa[vision]' (open_clip could not be imported: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise ConfigError(f"CLIP backbones need open_clip: pip install 'piaa[vision]' --extra-index-url https://download.pytorch.org/whl/cpu (CPU torch; or `make install-vision`) (open_clip could not be imported: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     return open_clip
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 from PIL import Image
 
 import piaa
-from piaa.atomic import write_json, write_text
+from piaa.atomic import file_mode, write_json, write_text
 from piaa.errors import ConfigError, DataError
 from piaa.features.registry import Backbone, create_backbone
 from piaa.progress import progress_bar
@@ -116,6 +116,8 @@ class _Shards:
 def _prepare_out(out: Path, overwrite: bool) -> None:
     """Refuse to touch a folder that is not ours; with `overwrite`, start over (a finished store or
     an unfinished run is removed)."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file; --out must be a directory for the feature store (choose another --out)")
     if (out / MANIFEST).exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a finished feature store (use --overwrite or another --out)")
     if overwrite and ((out / MANIFEST).exists() or (out / PARTIAL).exists()):
@@ -183,9 +185,11 @@ def extract_features(
                     z = np.asarray(model.embed([x for _, x in good]), dtype=np.float32)
                     if z.shape != (len(good), model.dim):
                         raise RuntimeError(f"backbone {model.name} returned shape {z.shape}, expected ({len(good)}, {model.dim})")
-                    buf_names.extend(n for n, _ in good)
-                    buf_feats.extend(z)
-                    computed += len(good)
+                    finite = np.isfinite(z).all(axis=1)
+                    buf_failed.extend((n, "features are NaN or infinite for this image") for (n, _), ok in zip(good, finite) if not ok)
+                    buf_names.extend(n for (n, _), ok in zip(good, finite) if ok)
+                    buf_feats.extend(z[finite])
+                    computed += int(finite.sum())
                 if len(buf_names) + len(buf_failed) >= shard_size:
                     shards.commit(buf_names, buf_feats, buf_failed, model.dim)
                     buf_names, buf_feats, buf_failed = [], [], []
@@ -198,6 +202,21 @@ def extract_features(
     return _finish(out, names, shards, model, described, root, float16, computed, n_reused)
 
 
+def _write_rows(path: Path, rows: list[tuple[int, int]], arrays: list[np.ndarray], dtype: Any, dim: int, chunk: int = 4096) -> None:
+    """Write the .npy with plain writes, not a memory map: on a full disk a write raises
+    OSError(ENOSPC), reported as one line, where a memory map would kill the process with SIGBUS."""
+    with open(path, "wb") as fh:
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (len(rows), dim)}
+        np.lib.format.write_array_header_1_0(fh, header)
+        for start in range(0, len(rows), chunk):
+            block = np.stack([arrays[s][r] for s, r in rows[start : start + chunk]]).astype(dtype) if rows[start : start + chunk] else None
+            if block is not None:
+                fh.write(np.ascontiguousarray(block).tobytes())
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(path, file_mode())
+
+
 def _finish(out: Path, names: list[str], shards: _Shards, model: Backbone, described: dict, root: Path, float16: bool, computed: int, reused: int) -> ExtractionResult:
     where, arrays, failed_all = shards.assemble()
     present = set(names)
@@ -205,12 +224,11 @@ def _finish(out: Path, names: list[str], shards: _Shards, model: Backbone, descr
     failed = {n: e for n, e in failed_all.items() if n in present and n not in where}
     dtype = np.float16 if float16 else np.float32
     tmp = out / f".{FEATURES}.tmp"
-    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(kept), model.dim))
-    for i, name in enumerate(kept):
-        s, row = where[name]
-        array[i] = arrays[s][row]
-    array.flush()
-    del array
+    try:
+        _write_rows(tmp, [where[name] for name in kept], arrays, dtype, model.dim)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, out / FEATURES)
     write_text(out / IMAGES, pd.DataFrame({"image": kept}).to_csv(index=False))
     write_text(out / FAILED, pd.DataFrame(sorted(failed.items()), columns=["image", "error"]).to_csv(index=False))

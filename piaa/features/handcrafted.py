@@ -17,6 +17,7 @@ from scipy import ndimage
 from piaa.features.registry import Backbone, BackboneSpec
 
 WORK_SIDE = 256
+MIN_SIDE = 3  # fewer pixels than this on a side leave grid cells empty
 HUE_BINS = 12
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -61,6 +62,11 @@ def handcrafted_features(image: Image.Image) -> np.ndarray:
         scale = WORK_SIDE / max(image.size)
         size = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
         image = image.resize(size, Image.BILINEAR)
+    if min(image.size) < MIN_SIDE:
+        # A sliver (1x1, 1x1000, 10000x3 after the resize): stretch the short side so the 3x3 grid,
+        # the thirds windows and the Sobel filters have pixels to work on. Aspect ratio and size
+        # features still come from the original size.
+        image = image.resize((max(MIN_SIDE, image.size[0]), max(MIN_SIDE, image.size[1])), Image.NEAREST)
     rgb = np.asarray(image, dtype=np.float32) / 255.0
     hsv = np.asarray(image.convert("HSV"), dtype=np.float32) / 255.0
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]

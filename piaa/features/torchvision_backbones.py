@@ -25,7 +25,7 @@ def require_torchvision():
     try:
         import torchvision  # noqa: F401
     except Exception as exc:  # ImportError, or a torchvision built for another torch (RuntimeError/OSError)
-        raise ConfigError(f"torchvision backbones need the vision extra: pip install 'piaa[vision]' (torchvision could not be imported: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise ConfigError(f"torchvision backbones need the vision extra: pip install 'piaa[vision]' --extra-index-url https://download.pytorch.org/whl/cpu (CPU torch; or `make install-vision`) (torchvision could not be imported: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     return torchvision
 
 

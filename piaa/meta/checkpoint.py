@@ -46,11 +46,18 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dic
     if not index.is_file():
         return None
     try:
-        info = json.loads(index.read_text(encoding="utf-8"))
+        info = json.loads(index.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RunError(f"{index}: not UTF-8 text, so not a piaa checkpoint (delete {directory} to start over)") from None
     except json.JSONDecodeError as exc:
-        raise RunError(f"{index} line {exc.lineno}: not valid JSON ({exc.msg})") from None
-    tensor_file = directory / str(info.get("file", ""))
-    if not tensor_file.is_file():
+        raise RunError(f"{index} line {exc.lineno}: not valid JSON ({exc.msg}) (delete {directory} to start over)") from None
+    except RecursionError:
+        raise RunError(f"{index}: nested too deeply to be a piaa checkpoint (delete {directory} to start over)") from None
+    required = {"step": int, "file": str, "sha256": str}
+    if not isinstance(info, dict) or not all(isinstance(info.get(k), t) for k, t in required.items()):
+        raise RunError(f"{index}: expected a JSON object with step, file and sha256 (delete {directory} to start over)")
+    tensor_file = directory / info["file"]
+    if tensor_file.parent != directory or not tensor_file.is_file():
         raise RunError(f"{index} names {tensor_file.name}, which is missing (delete {directory} to start over)")
     blob = tensor_file.read_bytes()
     if hashlib.sha256(blob).hexdigest() != info.get("sha256"):

@@ -18,10 +18,12 @@ import numpy as np
 import torch
 
 from piaa.errors import ConfigError
+from piaa.learn2learn_import import import_learn2learn
 from piaa.meta.anil import ANIL, last_layer
 from piaa.meta.checkpoint import fingerprint
 from piaa.meta.core import Meta, Params, flatten, inner_loop, stack, task_losses, unflatten
 from piaa.meta.engines import meta_gradient_fn
+from piaa.meta import learn2learn_engine  # noqa: F401  (registers engine=learn2learn; imports learn2learn only when used)
 from piaa.meta.inner import make_inner, step_inplace
 from piaa.meta.loop import LoopSpec, TrainState, run_meta_training
 from piaa.meta.maml import MAML
@@ -65,7 +67,7 @@ class MetaConfig(MethodConfig):
     meta_steps: int = 600
     outer_optimizer: str = "sgd"  # sgd | adam
     outer_lr: float = 0.25
-    engine: str = "batched"  # see piaa.meta.engines (another package may register more)
+    engine: str = "batched"  # batched | learn2learn (piaa.meta.learn2learn_engine); see piaa.meta.engines
     # validation on held-out train raters, checkpoints
     val_fraction: float = 0.15
     val_shots: tuple[int, ...] = (10, 100)
@@ -90,6 +92,8 @@ class MetaConfig(MethodConfig):
             (self.outer_optimizer in ("sgd", "adam"), "outer_optimizer must be sgd or adam"),
             (self.inner_params in ("all", "last"), "inner_params must be all or last"),
             (not (self.inner_params == "last" and self.order == "reptile"), "inner_params=last needs order second or first"),
+            (self.engine != "learn2learn" or (self.order in ("second", "first") and self.inner_optimizer == "sgd" and self.inner_params == "all"),
+             "engine=learn2learn needs order second or first, inner_optimizer sgd and inner_params all (learn2learn's MAML adapts every parameter with plain SGD)"),
             (not (self.learn_inner_lr and self.order == "reptile"), "learn_inner_lr needs order second or first"),
             (min(self.support_shots, default=0) >= 1, "support_shots must be positive"),
             (self.meta_batch >= 1 and self.meta_steps >= 0 and self.inner_steps >= 1, "meta_batch, inner_steps must be >= 1"),
@@ -162,6 +166,8 @@ class MetaLearnedHead(Method):
     # -- fit --------------------------------------------------------------------------------------
     def fit(self, data: RaterDataset, *, seed: int = 0, progress: bool = False, checkpoint_dir: Path | None = None) -> "MetaLearnedHead":
         cfg = self.config
+        if cfg.engine == "learn2learn":
+            import_learn2learn("engine=learn2learn")  # refuse before any work when it is not installed
         self._remember_data(data)
         raters = [r for r in data.raters("train") if len(r) >= 2]
         if len(raters) < 2:

@@ -84,6 +84,27 @@ def personality_unavailable(data: RaterDataset) -> str | None:
     return None
 
 
+def rated_big_five_raters(data: RaterDataset, min_ratings: int) -> list[str]:
+    """Train raters whose Big-Five is known and who rated at least `min_ratings` images (PARA)."""
+    train = data.users[data.users["split"] == "train"].dropna(subset=list(BIG_FIVE))
+    counts = data.ratings["user"].value_counts()
+    return [u for u in train["user"] if counts.get(u, 0) >= min_ratings]
+
+
+def rating_examples(data: RaterDataset, raters: list[str]) -> PersonalityExamples:
+    """(image, Big-Five) pairs from rated data: each rater's images scored above their own mean
+    count as liked, so the personality head can train where nobody supplied likes (PARA)."""
+    b5 = data.users.set_index("user").loc[raters, list(BIG_FIVE)].astype(np.float32)
+    r = data.ratings[data.ratings["user"].isin(set(raters))]
+    above = r["score"].to_numpy() > r.groupby("user")["score"].transform("mean").to_numpy()
+    liked = r[above]
+    return PersonalityExamples(
+        image_index=liked["image_index"].to_numpy(np.int64),
+        big_five=b5.loc[liked["user"]].to_numpy(np.float32),
+        user=liked["user"].to_numpy(dtype=object),
+    )
+
+
 def personality_examples(data: RaterDataset) -> PersonalityExamples:
     """Likes of personality raters whose Big-Five is known, one row per (rater, liked image)."""
     psy = data.users[(data.users["split"] == "personality")].dropna(subset=list(BIG_FIVE))

@@ -1,7 +1,9 @@
 """`pa-iaa`: the personality-assisted multi-task method as a registered Method.
 
 fit: train trunk + heads (alternating batches), report the personality head on held-out personality
-raters, learn the Big-Five → taste link from likes, and estimate the taste prior from train raters.
+raters, learn the Big-Five → taste link (from training raters' own ratings where their Big-Five is
+known, as in PARA; else from personality raters' likes, as with PsychoFlickr), and estimate the taste
+prior from train raters. `personality["link"]["source"]` and `notes()` say which link was used.
 adapt: posterior (γ, w) of s_user = offset + γ · s_generic + w · p from the support set, around the
 Big-Five prediction when the rater's Big-Five is known (0 shots: the prediction alone).
 """
@@ -21,15 +23,20 @@ from piaa.personality.data import (
     generic_distributions,
     personality_examples,
     personality_unavailable,
+    rated_big_five_raters,
+    rating_examples,
     score_bins,
 )
 from piaa.personality.fusion import FittedTaste, TastePrior, design, estimate_taste_prior, posterior_taste
-from piaa.personality.link import TasteLink, fit_taste_link, select_link_l2
+from piaa.personality.link import TasteLink, fit_taste_link, fit_taste_link_from_ratings, rater_tastes, select_link_l2
 from piaa.personality.losses import DISTRIBUTION_LOSSES
 from piaa.personality.model import PersonalityAssistedNet, predict_heads, torch_threads
 from piaa.personality.training import TaskData, personality_quality, train_multitask
 from piaa.seeding import numpy_rng, torch_seeded
 from piaa.tasks.format import BIG_FIVE, RaterDataset
+
+
+LINK_SOURCES = ("auto", "ratings", "likes")
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,9 @@ class PAIAAConfig(MethodConfig):
     link_folds: int = 4  # cross-validation folds over personality raters that pick the shrinkage
     prior_floor: float = 0.05  # smallest prior variance, relative to the average taste variance
     min_prior_ratings: int = 20  # train raters with fewer ratings do not inform the taste prior
+    link_source: str = "auto"  # Big-Five → taste link: "ratings" (train raters' Big-Five), "likes", or "auto"
+    link_ratings_l2: float = 0.05  # ridge of the link learned from ratings (per rater, relative to the Big-Five spread)
+    min_link_raters: int = 10  # "auto" learns the link from ratings when this many train raters have a Big-Five
     threads: int = 1  # torch threads while training and scoring (0: torch's default)
 
 
@@ -78,6 +88,8 @@ class PersonalityAssisted(Method):
         super().__init__(config, **overrides)
         if self.config.aesthetics_loss not in DISTRIBUTION_LOSSES:
             raise ConfigError(f"PAIAAConfig.aesthetics_loss: expected one of {', '.join(DISTRIBUTION_LOSSES)}, got {self.config.aesthetics_loss!r}")
+        if self.config.link_source not in LINK_SOURCES:
+            raise ConfigError(f"PAIAAConfig.link_source: expected one of {', '.join(LINK_SOURCES)}, got {self.config.link_source!r}")
         self.net: PersonalityAssistedNet | None = None
         self.link: TasteLink | None = None
         self.prior: TastePrior | None = None
@@ -94,8 +106,13 @@ class PersonalityAssisted(Method):
         self.uses_big_five = self.personality_available  # instance attribute shadows the class flag
 
     def notes(self) -> list[str]:
-        """What this fitted model cannot do, in words a user can act on."""
+        """What this fitted model cannot do (in words a user can act on), and where its link came from."""
         if self.personality_available:
+            link = self.personality.get("link") or {}
+            if link.get("source") == "ratings":
+                return [f"pa-iaa: Big-Five link learned from {link.get('n_raters')} training raters' own ratings (their Big-Five is known)"]
+            if link.get("source") == "likes":
+                return [f"pa-iaa: Big-Five link learned from {link.get('n_raters')} personality raters' likes"]
             return []
         return [
             f"pa-iaa: personality head not trained ({self.personality.get('reason')}); personalisation only "
@@ -124,10 +141,19 @@ class PersonalityAssisted(Method):
         )
         g_split = (g_all.take(order[n_val:]), g_all.take(order[:n_val]))
 
-        reason = personality_unavailable(data)
+        likes_reason = personality_unavailable(data)
+        rated = rated_big_five_raters(data, cfg.min_prior_ratings)
+        link_source = cfg.link_source
+        if link_source == "auto":
+            link_source = "ratings" if len(rated) >= cfg.min_link_raters else "likes"
+        if link_source == "ratings" and len(rated) < 2:
+            raise ConfigError(f"pa-iaa link_source='ratings' needs train raters with a known Big-Five and {cfg.min_prior_ratings}+ ratings; {data.name!r} has {len(rated)}")
+        reason = likes_reason if link_source == "likes" else None
         p_split, heldout = None, None
         if reason is None:
-            ex = personality_examples(data)
+            # The personality head trains on likes where there are any, else on what Big-Five raters rated highly.
+            head_source = "likes" if likes_reason is None else "ratings"
+            ex = personality_examples(data) if head_source == "likes" else rating_examples(data, rated)
             raters = np.array(sorted(set(ex.user)), dtype=object)
             raters = raters[numpy_rng(seed, "pa-iaa", "holdout").permutation(len(raters))]
             n_hold = int(round(len(raters) * cfg.personality_holdout)) if len(raters) >= 5 else 0
@@ -150,8 +176,11 @@ class PersonalityAssisted(Method):
 
         if reason is None:
             quality = personality_quality(self.net, heldout.x, heldout.y) if len(heldout) else None
-            self.personality = {"available": True, "reason": None, "heldout_raters": int(n_hold), "quality": quality}
-            self._fit_link(data, generic.image_index, seed)
+            self.personality = {"available": True, "reason": None, "heldout_raters": int(n_hold), "quality": quality, "head_source": head_source}
+            if link_source == "likes":
+                self._fit_link(data, generic.image_index, seed)
+            else:
+                self._fit_link_from_ratings(data, rated)
         else:
             self.personality = {"available": False, "reason": reason}
         self._fit_prior(data)
@@ -179,6 +208,26 @@ class PersonalityAssisted(Method):
             "n_raters": self.link.n_raters,
             "pool_images": int(len(pool)),
             "mean_abs_weight": float(np.mean(np.abs(w))),
+            "source": "likes",
+        }
+
+    def _fit_link_from_ratings(self, data: RaterDataset, raters: list[str]) -> None:
+        """The link from train raters with a known Big-Five: their own tastes regressed on their traits."""
+        groups = []
+        for user in raters:
+            rater = data.rater(user)
+            groups.append((self.design(data.features[rater.image_index]), rater.scores.astype(np.float64)))
+        b5 = data.users.set_index("user").loc[raters, list(BIG_FIVE)].to_numpy(np.float64)
+        self.link = fit_taste_link_from_ratings(groups, b5, l2=self.config.link_ratings_l2)
+        thetas, kept = rater_tastes(groups, min_ratings=self.config.min_prior_ratings)
+        w = self.link.weights(b5)
+        self.personality["link"] = {
+            "source": "ratings",
+            "generic_coef": self.link.generic_coef,
+            "l2": self.config.link_ratings_l2,
+            "n_raters": self.link.n_raters,
+            "mean_abs_weight": float(np.mean(np.abs(w))),
+            "explained_taste_share": float(1 - np.var(thetas[:, 1:] - w[kept], axis=0).sum() / max(np.var(thetas[:, 1:], axis=0).sum(), 1e-12)) if kept.sum() > 1 else None,
         }
 
     def _fit_prior(self, data: RaterDataset) -> None:
@@ -236,6 +285,8 @@ class PersonalityAssisted(Method):
         state.update({"prior.mean": f64(self.prior.mean), "prior.cov": f64(self.prior.cov), "prior.noise": f64([self.prior.noise]), "pool_center": f64(self.pool_center)})
         if self.link is not None:
             state.update({"link.matrix": f64(self.link.matrix), "link.generic_coef": f64([self.link.generic_coef])})
+            if self.link.center is not None:
+                state["link.center"] = f64(self.link.center)
         return state
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
@@ -247,7 +298,8 @@ class PersonalityAssisted(Method):
         self.prior = TastePrior(mean=state["prior.mean"].numpy().copy(), cov=state["prior.cov"].numpy().copy(), noise=float(state["prior.noise"][0]))
         self.pool_center = state["pool_center"].numpy().copy()
         if "link.matrix" in state:
-            self.link = TasteLink(matrix=state["link.matrix"].numpy().copy(), generic_coef=float(state["link.generic_coef"][0]), n_raters=0)
+            center = state["link.center"].numpy().copy() if "link.center" in state else None
+            self.link = TasteLink(matrix=state["link.matrix"].numpy().copy(), generic_coef=float(state["link.generic_coef"][0]), n_raters=0, center=center)
 
     def extra_state(self) -> dict[str, Any]:
         return {**super().extra_state(), "personality": self.personality}
@@ -256,5 +308,5 @@ class PersonalityAssisted(Method):
         super().load_extra_state(extra)
         self.personality = dict(extra.get("personality") or {"available": self.link is not None, "reason": None})
         if self.link is not None and "link" in self.personality:
-            self.link = TasteLink(self.link.matrix, self.link.generic_coef, int(self.personality["link"].get("n_raters", 0)))
+            self.link = TasteLink(self.link.matrix, self.link.generic_coef, int(self.personality["link"].get("n_raters", 0)), self.link.center)
         self._sync_capabilities()

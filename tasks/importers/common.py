@@ -17,7 +17,7 @@ import pandas as pd
 from piaa.errors import DataError
 from piaa.seeding import numpy_rng
 from piaa.tasks.feature_store import FeatureStore, open_store
-from piaa.tasks.format import BIG_FIVE, write_dataset
+from piaa.tasks.format import BIG_FIVE, file_has_edge_space, strip_text, write_dataset
 
 
 @dataclass
@@ -33,13 +33,12 @@ class ParsedDataset:
     meta: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the user must know (derived split, dropped rows)
     image_match: str = "name"  # how images are found in a feature store: "name" or "stem"
+    attributes: pd.DataFrame | None = None  # user, image + numeric per-rating attribute scores (PARA)
+    evaluation_only: bool = False  # test raters only (REAL-CUR): no train raters required
 
     def image_names(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for frame in (self.ratings, self.likes, self.distributions):
-            if frame is not None:
-                seen.update(dict.fromkeys(frame["image"]))
-        return list(seen)
+        frames = [f["image"] for f in (self.ratings, self.likes, self.distributions) if f is not None]
+        return pd.unique(pd.concat(frames, ignore_index=True)).tolist() if frames else []  # first-seen order
 
     def summary(self) -> list[tuple[str, str]]:
         splits = self.users["split"].value_counts()
@@ -53,6 +52,15 @@ class ParsedDataset:
             rows.append(("likes", f"{len(self.likes):,}"))
         if self.distributions is not None:
             rows.append(("score distributions", f"{len(self.distributions):,}"))
+        if self.attributes is not None:
+            names = [c for c in self.attributes.columns if c not in ("user", "image")]
+            rows.append(("attributes", f"{len(names)} per rating: {', '.join(names)}"))
+        extra = [c for c in self.users.columns if c not in ("user", "split", *BIG_FIVE)]
+        if extra:
+            rows.append(("rater attributes", ", ".join(extra)))
+        known = self.users[[c for c in BIG_FIVE if c in self.users.columns]].notna().all(axis=1) if all(c in self.users.columns for c in BIG_FIVE) else None
+        if known is not None:
+            rows.append(("Big-Five known", f"{int(known.sum())} of {len(self.users)} raters"))
         return rows
 
 
@@ -62,6 +70,22 @@ def require_file(path: str | Path, what: str) -> Path:
     if not path.is_file():
         raise DataError(str(path), f"not found (expected {what})")
     return path
+
+
+def head_lines(path: Path, n: int = 5) -> list[str]:
+    """The first `n` lines of a text file, without reading the rest (headers of large files)."""
+    lines = []
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            for _ in range(n):
+                line = fh.readline()
+                if not line:
+                    break
+                lines.append(line.rstrip("\r\n"))
+    except UnicodeDecodeError:
+        with open(path, encoding="latin-1") as fh:
+            lines = [fh.readline().rstrip("\r\n") for _ in range(n)]
+    return lines
 
 
 def read_text_lines(path: Path) -> list[str]:
@@ -189,6 +213,167 @@ def derive_test_split(counts: pd.Series, *, n_test: int, min_ratings: int, max_r
     return pd.DataFrame({"user": users, "split": ["test" if u in test else "train" for u in users]}), rule
 
 
+SPLIT_FILE = "test_raters.csv"
+
+
+def parse_range(value: str | tuple[float, float] | list[float], flag: str) -> tuple[float, float]:
+    """A range given as (lo, hi) or as the text "LO,HI" of a command-line option."""
+    if isinstance(value, str):
+        parts = value.replace(" ", "").split(",")
+        try:
+            lo, hi = (float(v) for v in parts)
+        except ValueError:
+            raise DataError(flag, f"expected LO,HI (two numbers), got {value!r}") from None
+    else:
+        lo, hi = (float(v) for v in value)
+    if not lo < hi:
+        raise DataError(flag, f"expected LO,HI with LO < HI, got {lo:g},{hi:g}")
+    return lo, hi
+
+
+def split_file_text(users: pd.DataFrame) -> str:
+    """The test raters as a list `--test-workers` reads back (header ID, one id per line): a derived
+    split written beside the dataset so that it can be published and reused."""
+    ids = sorted(users.loc[users["split"] == "test", "user"].astype(str))
+    return "ID\n" + "".join(f"{u}\n" for u in ids)
+
+
+def sniff_delimiter(path: Path, candidates: str = ",;\t|") -> str:
+    """The delimiter of a CSV-like file, from its header line: the candidate that splits it most."""
+    header = next((l for l in head_lines(path) if l.strip()), "")
+    counts = {c: header.count(c) for c in candidates}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def column_key(name: str) -> str:
+    """A header name reduced to lower-case letters and digits, so that `personality-E`,
+    `personality_E` and `Personality E` (or `userId` and `user_id`) are the same column."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def find_columns(path: Path, columns: list[str], wanted: dict[str, tuple[str, ...]], *, required: tuple[str, ...]) -> dict[str, str]:
+    """Map each wanted field to the file's own column name via its accepted spellings (compared by
+    column_key). Missing required fields are one error naming the header; optional ones are omitted."""
+    by_key: dict[str, str] = {}
+    for col in columns:
+        by_key.setdefault(column_key(col), col)
+    found = {}
+    for field_name, spellings in wanted.items():
+        col = next((by_key[column_key(s)] for s in spellings if column_key(s) in by_key), None)
+        if col is not None:
+            found[field_name] = col
+        elif field_name in required:
+            raise DataError(str(path), f"missing column '{spellings[0]}' (header has: {', '.join(columns) or 'nothing'})", line=1)
+    return found
+
+
+def read_header(path: Path, sep: str) -> list[str]:
+    """The header's column names (stripped of spaces, quotes and a byte-order mark)."""
+    import csv
+
+    line = next((l for l in head_lines(path) if l.strip()), None)
+    if line is None:
+        raise DataError(str(path), "file is empty; expected a header line")
+    return [c.strip().strip('"').strip() for c in next(csv.reader([line], delimiter=sep))]
+
+
+def read_fast_table(path: Path, *, sep: str | None = None, text: list[str] | None = None) -> pd.DataFrame:
+    """A delimited table read fast. Columns named in `text` (default: all) are read as text with empty
+    cells as ""; the others are parsed as numbers by the C reader where clean (a column holding a
+    non-number stays text so that `numeric_column` can name the cell). Header names are stripped."""
+    sep = sep or sniff_delimiter(path)
+    try:
+        if text is None:
+            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+        else:
+            raw = {c: str for c in text} | {f" {c}": str for c in text} | {f'"{c}"': str for c in text}
+            df = pd.read_csv(path, sep=sep, dtype=raw, keep_default_na=False, na_values=[""], encoding="utf-8-sig", skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(str(path), "file is empty; expected a header line") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(str(path), f"cannot be parsed ({str(exc).splitlines()[0]})") from None
+    df.columns = [str(c).strip().strip('"').strip() for c in df.columns]
+    for col in text or []:
+        if col in df.columns:
+            df[col] = df[col].fillna("").astype(str)
+    df.attrs["edge_space"] = file_has_edge_space(path)  # text_column strips only when it can matter
+    return df
+
+
+def text_column(df: pd.DataFrame, col: str, path: Path) -> pd.Series:
+    """An id column as stripped text; an empty cell is an error naming its line."""
+    values = strip_text(df[col], may_have_spaces=df.attrs.get("edge_space", True))
+    empty = (values == "").to_numpy()
+    if empty.any():
+        raise DataError(str(path), f"empty {col}", line=int(np.flatnonzero(empty)[0]) + 2, field=col)
+    return values
+
+
+def numeric_column(df: pd.DataFrame, col: str, path: Path, *, lo: float | None = None, hi: float | None = None, allow_empty: bool = False) -> np.ndarray:
+    """A numeric column as float64 (NaN for empty cells when allowed), range-checked, first bad cell named."""
+    column = df[col]
+    if pd.api.types.is_numeric_dtype(column.dtype):  # parsed by the C reader; NaN = empty cell
+        nums = column.to_numpy(dtype=np.float64)
+        bad = np.isinf(nums) if allow_empty else ~np.isfinite(nums)
+        shown = lambda i: "" if np.isnan(nums[i]) else f"{nums[i]:g}"  # noqa: E731
+    else:
+        nums = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(nums)
+        if allow_empty:  # only the cells that are not numbers need a look: empty ones are allowed
+            idx = np.flatnonzero(bad)
+            bad[idx] = (column.iloc[idx].astype(str).str.strip() != "").to_numpy()
+        shown = lambda i: column.iloc[i]  # noqa: E731
+    if lo is not None:
+        bad |= np.isfinite(nums) & ((nums < lo) | (nums > hi))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        want = f"a number in {lo:g}..{hi:g}" if lo is not None else "a number"
+        raise DataError(str(path), f"expected {want}, got {shown(i)!r}", line=i + 2, field=col)
+    return nums
+
+
+def read_id_list(path: str | Path) -> tuple[list[str], str, list[int]]:
+    """Rater ids from a split file: the FLICKR-AES forms `read_worker_list` reads, or a bare list of
+    one id per line without a header (the TrainUserIDs_Fold<k>.txt / TestUserIDs_Fold<k>.txt files
+    circulated with PARA and LAPIS code)."""
+    path = require_file(path, "a rater list: one id per line, or a CSV with header ID")
+    lines = read_text_lines(path)
+    tokens = [(i + 1, l.strip()) for i, l in enumerate(lines) if l.strip()]
+    if not tokens:
+        raise DataError(str(path), "lists no raters")
+    first = tokens[0][1]
+    if column_key(first) in ("id", "worker", "workerid", "userid", "user", "participantid") or len(first.split()) > 1 or "," in first:
+        return read_worker_list(path)
+    seen: dict[str, int] = {}
+    for line, tok in tokens:
+        if len(tok.split()) > 1 or "," in tok:
+            raise DataError(str(path), f"expected one rater id per line, got {tok!r}", line=line)
+        if tok in seen:
+            raise DataError(str(path), f"rater {tok!r} is listed twice (first on line {seen[tok]})", line=line)
+        seen[tok] = line
+    return list(seen), "one id per line", list(seen.values())
+
+
+def rater_split(
+    counts: pd.Series, *, dataset: str, test_raters: str | Path | None, seed: int, min_test_ratings: int, notes: list[str],
+    n_test: int | None = None, test_share: float = 0.1,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Train/test raters from a given list, or `n_test` (else a seeded `test_share`) of the raters
+    with at least `min_test_ratings` ratings, drawn with `seed`."""
+    users_sorted = sorted(str(u) for u in counts.index)
+    if test_raters is not None:
+        ids, form, lines = read_id_list(test_raters)
+        users = apply_test_list(users_sorted, ids, lines, str(test_raters))
+        notes.append(f"test raters from {test_raters} ({len(ids)} raters, {form})")
+        return users, {"source": "file", "file": str(test_raters), "form": form, "n_test": len(ids)}
+    if n_test is None:
+        n_test = max(1, round(test_share * int((counts >= min_test_ratings).sum())))
+    users, rule = derive_test_split(counts, n_test=n_test, min_ratings=min_test_ratings, max_ratings=float("inf"), seed=seed, dataset=dataset)
+    notes.append(f"no test-rater list given; derived split (piaa's rule): {rule}; written to {SPLIT_FILE} in the dataset folder")
+    return users, {"source": "derived", "rule": rule, "seed": seed, "file": SPLIT_FILE}
+
+
 # -- attaching features and writing ----------------------------------------------------------------
 @dataclass(frozen=True)
 class ImportReport:
@@ -229,6 +414,8 @@ def match_features(parsed: ParsedDataset, store: FeatureStore, *, drop_missing: 
             return frame[~mask].reset_index(drop=True)
 
         parsed = replace(parsed, ratings=keep(parsed.ratings, "ratings"), likes=keep(parsed.likes, "likes"), distributions=keep(parsed.distributions, "distributions"))
+        if parsed.attributes is not None:
+            parsed = replace(parsed, attributes=parsed.attributes[~parsed.attributes["image"].isin(gone)].reset_index(drop=True))
         dropped["images"] = len(missing)
         what = ", ".join(f"{n} {k}" for k, n in dropped.items() if k != "images" and n)
         notes.append(f"dropped {len(missing)} images without features{why} and their {what or 'nothing else'} (--drop-missing)")
@@ -262,13 +449,19 @@ def write_import(
     store = features if isinstance(features, FeatureStore) else open_store(features)
     names, rows, parsed, dropped, notes = match_features(parsed, store, drop_missing=drop_missing)
     meta = {**parsed.meta, "backbone": store.backbone, "feature_store": store_meta(store), "import_notes": parsed.notes + notes}
+    if parsed.evaluation_only:
+        meta["evaluation_only"] = True
     users = parsed.users
     for col in BIG_FIVE:
         if col not in users.columns:
             users = users.assign(**{col: np.nan})
+    extra_files = {}
+    if parsed.meta.get("split", {}).get("source") == "derived":
+        extra_files[SPLIT_FILE] = split_file_text(users)
     path = write_dataset(
         out, name=parsed.name, score_range=parsed.score_range, ratings=parsed.ratings, users=users,
         images=names, features=gather_features(store, rows), likes=parsed.likes, meta=meta, overwrite=overwrite,
+        attributes=parsed.attributes, extra_files=extra_files,
     )
     splits = users["split"].value_counts()
     return ImportReport(

@@ -190,7 +190,7 @@ def merge_personality(
     path = write_dataset(
         out, name=data.name, score_range=data.score_range, ratings=data.ratings[["user", "image", "score"]], users=users,
         images=list(data.images) + list(new_images), features=np.concatenate([np.asarray(data.features), new_features]),
-        likes=all_likes, meta=meta, overwrite=overwrite,
+        likes=all_likes, meta=meta, overwrite=overwrite, attributes=data.attributes,
     )
     splits = users["split"].value_counts()
     return ImportReport(path=path, images=len(data.images) + len(new_images), ratings=len(data.ratings), raters={s: int(splits.get(s, 0)) for s in ("train", "test", "personality")}, dropped=dropped, notes=notes)

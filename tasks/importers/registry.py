@@ -84,6 +84,9 @@ _BUILTIN_IMPORTERS = {
     "aadb": "piaa.tasks.importers.aadb:IMPORTER",
     "psychoflickr": "piaa.tasks.importers.psychoflickr:IMPORTER",
     "ava": "piaa.tasks.importers.ava:IMPORTER",
+    "para": "piaa.tasks.importers.para:IMPORTER",
+    "real-cur": "piaa.tasks.importers.real_cur:IMPORTER",
+    "lapis": "piaa.tasks.importers.lapis:IMPORTER",
 }
 
 IMPORTERS: Registry[Importer] = Registry("importer", group="piaa.importers")
