@@ -25,7 +25,7 @@ from piaa.meta.validation import Validator
 QUICK = dict(hidden=(16, 8), pretrain_epochs=3, meta_steps=12, val_every=4, checkpoint_every=4, patience=0,
              support_shots=(10,), query_size=10, val_shots=(10,), adapt_steps=3)
 
-PRESETS = ["blg-piaa", "maml", "fomaml", "reptile", "meta-sgd"]
+PRESETS = ["blg-piaa", "blg-piaa-tuned", "maml", "fomaml", "reptile", "meta-sgd", "anil"]
 
 
 def _quick(name: str, **more):
@@ -42,6 +42,8 @@ def test_presets_are_registered():
     assert create_method("maml").config.order == "second"
     assert create_method("fomaml").config.order == "first"
     assert create_method("meta-sgd").config.learn_inner_lr is True
+    assert create_method("anil").config.inner_params == "last"
+    assert create_method("blg-piaa-tuned").config.inner_lr > create_method("blg-piaa").config.inner_lr
 
 
 def test_same_seed_same_weights_other_seed_other_weights(small):
@@ -94,7 +96,7 @@ def test_corrupt_checkpoint_is_reported(small, tmp_path):
         load_checkpoint(tmp_path)
 
 
-@pytest.mark.parametrize("name", ["blg-piaa", "maml"] + [pytest.param(n, marks=pytest.mark.slow) for n in ("fomaml", "reptile", "meta-sgd")])
+@pytest.mark.parametrize("name", ["blg-piaa", "maml"] + [pytest.param(n, marks=pytest.mark.slow) for n in ("fomaml", "reptile", "meta-sgd", "anil", "blg-piaa-tuned")])
 def test_each_preset_meta_trains_and_adapts(small, name):
     method = _quick(name).fit(small.without("test"), seed=0)
     result = evaluate(method, small, shots=[10, 100], repeats=2, seed=0)
@@ -118,8 +120,8 @@ def test_adapt_fits_the_support_set_and_reports_adapted_weights(small):
     lo, hi = small.score_range
     assert ((user.predict(x) >= lo) & (user.predict(x) <= hi)).all()
     state = user.state_dict()
-    assert set(state) == {k for k in method.meta}
-    assert any(not torch.equal(state[k], method.meta[k]) for k in state)
+    assert set(state) == set(method.meta["params"])
+    assert any(not torch.equal(state[k], method.meta["params"][k]) for k in state)
     # Same seed → same adapted weights.
     assert _same(state, method.adapt(x, y, seed=1).state_dict())
 
