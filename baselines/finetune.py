@@ -20,10 +20,16 @@ from torch.func import functional_call
 
 from piaa.baselines._episodes import nearest_in_log, practice_episodes
 from piaa.baselines.giaa import GenericPrior, GIAAConfig
+from piaa.e2e.backbones import TRAINABLE_BACKBONES
+from piaa.e2e.device import DEVICES, resolve_device
+from piaa.e2e.model import build_image_regressor, lr_scales
+from piaa.e2e.train import fit_on_images
 from piaa.errors import ConfigError
 from piaa.method import UserModel
 from piaa.nn import as_tensor
+from piaa.seeding import torch_seeded
 from piaa.tasks.format import RaterDataset
+from piaa.tasks.targets import generic_targets
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,13 @@ class FineTuneConfig(GIAAConfig):
     step_grid: tuple[int, ...] = (0, 5, 10, 20, 40, 80)  # candidate numbers of Adam steps (demo picks 10-20)
     practice_shots: tuple[int, ...] = (10, 30, 100)
     practice_raters: int = 16
+    # end to end on images (see docs/distributed.md): the prior is a backbone + MLP trained on the
+    # consensus, and fine-tuning reaches the backbone at backbone_lr_scale of the head's rate
+    backbone: str = ""  # "" = features (default) | small-cnn | resnet18
+    backbone_weights: str = ""  # a local state dict; "" = seeded random initialisation
+    backbone_lr_scale: float = 0.1
+    device: str = "auto"  # auto | cpu | cuda (end to end only)
+    amp: bool = True  # mixed precision while training the prior, on CUDA only
 
 
 class FineTunedModel(UserModel):
@@ -57,7 +70,50 @@ class FineTune(GenericPrior):
         super().__init__(config, **overrides)
         if self.config.layers not in ("last", "all"):
             raise ConfigError(f"finetune.layers must be 'last' or 'all', got {self.config.layers!r}")
+        if self.config.backbone:
+            TRAINABLE_BACKBONES.get(self.config.backbone)  # an unknown name is a ConfigError naming the closest one
+            if self.config.layers != "all":
+                raise ConfigError("finetune.layers must be 'all' with a backbone (the backbone is fine-tuned with the head)")
+            if self.config.device not in DEVICES:
+                raise ConfigError(f"finetune.device must be one of {', '.join(DEVICES)}, got {self.config.device!r}")
         self.steps_for: dict[int, int] = {}
+        self.device = torch.device("cpu")
+        self._notes: list[str] = []
+
+    # -- end to end on images ---------------------------------------------------------------------
+    @property
+    def uses_images(self) -> bool:
+        return bool(self.config.backbone)
+
+    def notes(self) -> list[str]:
+        return list(self._notes)
+
+    def _build(self, dim: int, *, initial_weights: bool = True):
+        if not self.uses_images:
+            return super()._build(dim)
+        cfg = self.config
+        model, note = build_image_regressor(cfg.backbone, cfg.backbone_weights if initial_weights else "", cfg.hidden, cfg.dropout)
+        if initial_weights:
+            self._notes = [note]
+        return model
+
+    def _fit_prior(self, data: RaterDataset, *, seed: int, progress: bool) -> None:
+        if not self.uses_images:
+            return super()._fit_prior(data, seed=seed, progress=progress)
+        self._remember_data(data)
+        cfg = self.config
+        targets = generic_targets(data)
+        with torch_seeded(seed, "giaa-init"):
+            self.model = self._build(data.feature_dim)
+        self.device = resolve_device(cfg.device)
+        self.fit_log = fit_on_images(
+            self.model, data.features, targets.image_index, targets.target.astype(np.float32), weights=targets.n_raters.astype(np.float32),
+            epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, backbone_lr_scale=cfg.backbone_lr_scale, weight_decay=cfg.weight_decay,
+            val_fraction=cfg.val_fraction, patience=cfg.patience, seed=seed, device=self.device, amp=cfg.amp, progress=progress,
+            label="finetune prior (images)",
+        )
+        self.score_mean, self.rater_std = targets.score_mean, targets.rater_std
+        self.prior_shared = False
 
     # -- the network, as a function of the parameters being tuned --------------------------------
     def _tuned_names(self) -> list[str]:
@@ -71,7 +127,7 @@ class FineTune(GenericPrior):
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         """What the tuned parameters see: the penultimate activations, or the standardised features."""
         with torch.no_grad():
-            h = self.model.standardize(x)
+            h = self.model.standardize(x.to(self.device))
             return self.model.body[:-1](h) if self.config.layers == "last" else h
 
     def _apply(self, params: dict[str, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
@@ -83,13 +139,13 @@ class FineTune(GenericPrior):
     def forward_z(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> np.ndarray:
         self.model.eval()
         with torch.no_grad():
-            return self._apply(params, self._inputs(x)).double().numpy()
+            return self._apply(params, self._inputs(x)).double().cpu().numpy()
 
     def tune(self, x: np.ndarray, y: np.ndarray, checkpoints: list[int]) -> dict[int, dict[str, torch.Tensor]]:
         """Fine-tune on (x, y) and return the parameters after each number of steps in `checkpoints`."""
         self.model.eval()  # no dropout while adapting: full-batch steps on a handful of images
         h = self._inputs(as_tensor(x))
-        target = torch.from_numpy(((y - self.score_mean) / self.rater_std).astype(np.float32))
+        target = torch.from_numpy(((y - self.score_mean) / self.rater_std).astype(np.float32)).to(self.device)
         names = self._tuned_names()
         params = {n: p.clone() for n, p in self.prior_params().items()}
         with torch.no_grad():  # start from the rater's mean: shift the output bias
@@ -98,7 +154,12 @@ class FineTune(GenericPrior):
         last = max(checkpoints)
         if last > 0:
             leaves = [params[n].requires_grad_() for n in names]
-            opt = torch.optim.Adam(leaves, lr=self.config.adapt_lr)
+            groups = [{"params": leaves}]
+            if self.uses_images:  # the backbone at backbone_lr_scale of the head's rate (BLG-PIAA's BA-PIAA recipe)
+                scales = lr_scales(names, self.config.backbone_lr_scale)
+                groups = [{"params": [params[n] for n in names if scales[n] != 1.0], "lr": self.config.adapt_lr * self.config.backbone_lr_scale},
+                          {"params": [params[n] for n in names if scales[n] == 1.0]}]
+            opt = torch.optim.Adam([g for g in groups if g["params"]], lr=self.config.adapt_lr)
             for step in range(1, last + 1):
                 loss = ((self._apply(params, h) - target) ** 2).mean()
                 opt.zero_grad(set_to_none=True)
@@ -150,7 +211,22 @@ class FineTune(GenericPrior):
         state["steps_for"] = torch.tensor([keys, [self.steps_for[k] for k in keys]], dtype=torch.int64)
         return state
 
+    def extra_state(self) -> dict:
+        return {**super().extra_state(), "notes": self._notes}
+
+    def load_extra_state(self, extra: Mapping) -> None:
+        super().load_extra_state(extra)
+        self._notes = [str(n) for n in extra.get("notes", [])]
+
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        super().load_state_dict(state)
+        if self.uses_images:  # built without its initial weights: the trained ones follow
+            self.model = self._build(0, initial_weights=False)
+            self.model.load_state_dict({k[len("prior."):]: v for k, v in state.items() if k.startswith("prior.")})
+            self.model.eval()
+            self.score_mean, self.rater_std = (float(v) for v in state["prior_stats"])
+            self.device = resolve_device("cpu" if self.config.device == "cpu" else "auto")
+            self.model.to(self.device)
+        else:
+            super().load_state_dict(state)
         keys, steps = state["steps_for"].tolist()
         self.steps_for = {int(k): int(s) for k, s in zip(keys, steps)}

@@ -189,6 +189,12 @@ class Method(ABC):
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     summary: ClassVar[str] = ""
     uses_big_five: ClassVar[bool] = False
+    supports_distributed: ClassVar[bool] = False  # fit splits its work over torchrun's processes
+
+    @property
+    def uses_images(self) -> bool:
+        """Whether the method trains end to end on images (its dataset rows are pixels, not features)."""
+        return False
 
     def __init__(self, config: MethodConfig | None = None, **overrides: Any):
         cfg = config if config is not None else self.Config()

@@ -298,6 +298,11 @@ class Personalizer:
             meta = self.dataset.meta
         except PiaaError:
             meta = {}
+        if self.method.uses_images:  # trained end to end: an image file's row is its pixels
+            from piaa.tasks.images import decode, image_transform
+
+            transform = image_transform(meta)
+            return lambda paths: np.stack([decode(Path(p), transform) for p in paths])
         backbone = meta.get("backbone")
         hint = "pass feature arrays or image ids of the run's dataset instead of image files"
         if not backbone:

@@ -43,12 +43,15 @@ def runs_root() -> Path:
     return Path(os.environ.get("PIAA_RUNS", "runs"))
 
 
-def resolve_data(ref: str | os.PathLike | None) -> tuple[RaterDataset, str]:
-    """Load a dataset from a directory, or the embedded demo for None/'demo'. Returns (data, ref)."""
+def resolve_data(ref: str | os.PathLike | None, *, pixels: bool = False) -> tuple[RaterDataset, str]:
+    """Load a dataset from a directory, or the embedded demo for None/'demo'. Returns (data, ref).
+
+    `pixels`: the images as input rows instead of features.npy (methods trained end to end).
+    """
     if ref is None or str(ref) == DEMO:
-        return read_dataset(ensure_demo()), DEMO
+        return read_dataset(ensure_demo(), pixels=pixels), DEMO
     path = Path(ref).expanduser().resolve()
-    return read_dataset(path), str(path)
+    return read_dataset(path, pixels=pixels), str(path)
 
 
 @dataclass
@@ -63,7 +66,7 @@ class Run:
     def load_data(self) -> RaterDataset:
         """The run's dataset, read once per Run (adapting and its report both need it)."""
         if self._data is None:
-            self._data = resolve_data(self.data_ref)[0]
+            self._data = resolve_data(self.data_ref, pixels=self.method.uses_images)[0]
         return self._data
 
 

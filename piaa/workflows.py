@@ -14,6 +14,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from piaa import distributed
 from piaa.errors import ConfigError, DataError, PiaaError, RunError
 from piaa.method import Method
 from piaa.protocol import Evaluation, evaluate
@@ -39,6 +40,7 @@ def meta_train(
     resume: bool = True,
     force: bool = False,
     threads: int = 1,
+    device: str | None = None,
 ) -> Path:
     """Fit `method` on the train raters of `data` (default: the demo) and save it as a run.
 
@@ -47,27 +49,52 @@ def meta_train(
     False, which starts over). The checkpoints are removed once the run is saved. An existing
     non-empty `out` is refused unless `force`; two calls writing to one `out` at once: the second
     fails at once with a RunError. Training runs on `threads` threads (default one: piaa's networks
-    are small, and on a busy machine extra threads only wait for each other).
+    are small, and on a busy machine extra threads only wait for each other). Under torchrun the
+    methods that support it split their training over the processes; rank 0 alone writes.
     """
+    if device is not None:  # --device: shorthand for --set device=..., for methods trained end to end
+        from piaa.registry import method_class
+
+        if "device" not in {f.name for f in dataclasses.fields(method_class(method).Config)}:
+            raise ConfigError(f"--device: {method} trains on features on the CPU; --device is for methods trained end to end (e.g. blg-piaa --set backbone=small-cnn)")
+        overrides = [*(overrides or []), f"device={device}"]
     model = create_method(method, overrides)
-    dataset, ref = resolve_data(data)
-    with _exclusive(out):
-        if out is not None and Path(out).exists():
-            if not Path(out).is_dir():
-                raise RunError(f"--out {out} is a file; expected a directory for the run (choose another --out)")
-            if any(Path(out).iterdir()):
-                if not force:
-                    raise RunError(f"{out} already exists and is not empty (choose another --out, or --force to replace it)")
-        checkpoints = checkpoint_dir_for(model.name, model.config.to_dict(), ref, seed, out, content=data_content_hash(dataset))
-        if not resume and checkpoints.exists():
-            shutil.rmtree(checkpoints)
-        with job_threads(threads):
-            model.fit(dataset.without("test"), seed=seed, progress=progress, checkpoint_dir=checkpoints)
-        path = save_run(model, data_ref=ref, seed=seed, out=out, overwrite=force)
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        if checkpoints.parent.name == ".checkpoints" and checkpoints.parent.is_dir() and not any(checkpoints.parent.iterdir()):
-            checkpoints.parent.rmdir()
+    with distributed.session() as group:
+        if group.active and not model.supports_distributed:
+            raise ConfigError(f"{model.name} trains in one process; run it without torchrun (distributed: {', '.join(distributed_methods())})")
+        if not group.is_main:
+            distributed.barrier(group)  # rank 0 may write the demo dataset first
+        dataset, ref = resolve_data(data, pixels=model.uses_images)
+        if group.is_main:
+            distributed.barrier(group)
+        with _exclusive(out) if group.is_main else contextlib.nullcontext():
+            if out is not None and Path(out).exists():
+                if not Path(out).is_dir():
+                    raise RunError(f"--out {out} is a file; expected a directory for the run (choose another --out)")
+                if any(Path(out).iterdir()):
+                    if not force:
+                        raise RunError(f"{out} already exists and is not empty (choose another --out, or --force to replace it)")
+            checkpoints = checkpoint_dir_for(model.name, model.config.to_dict(), ref, seed, out, content=data_content_hash(dataset))
+            distributed.barrier(group)  # every rank has checked --out before rank 0 may change anything
+            if not resume and checkpoints.exists() and group.is_main:
+                shutil.rmtree(checkpoints)
+            distributed.barrier(group)
+            with job_threads(threads):
+                model.fit(dataset.without("test"), seed=seed, progress=progress and group.is_main, checkpoint_dir=checkpoints)
+            path = save_run(model, data_ref=ref, seed=seed, out=out, overwrite=force) if group.is_main else None
+            path = Path(distributed.broadcast_text(str(path) if path is not None else None, group))
+            if group.is_main:
+                shutil.rmtree(checkpoints, ignore_errors=True)
+                if checkpoints.parent.name == ".checkpoints" and checkpoints.parent.is_dir() and not any(checkpoints.parent.iterdir()):
+                    checkpoints.parent.rmdir()
     return path
+
+
+def distributed_methods() -> list[str]:
+    """Methods whose training splits over torchrun's processes."""
+    from piaa.registry import list_methods
+
+    return [name for name, cls in list_methods().items() if cls.supports_distributed]
 
 
 @contextlib.contextmanager
@@ -96,11 +123,16 @@ def data_content_hash(data: RaterDataset) -> str:
     checkpoint is resumed only on exactly the same data, whatever the directory or name."""
     digest = hashlib.sha256()
     digest.update(json.dumps([data.score_range, list(data.features.shape), str(data.features.dtype)]).encode())
+    fingerprint_rows = getattr(data.features, "fingerprint", None)
+    if fingerprint_rows is not None:  # images: their files' sizes and times, not every decoded pixel
+        digest.update(fingerprint_rows().encode("utf-8"))
+        features = data.features[:0]
+    else:
+        features = data.features
     for frame in (data.ratings[["user", "image", "score"]], data.users, data.likes):
         if frame is not None:
             digest.update(frame.to_csv(index=False).encode("utf-8"))
     digest.update("\n".join(map(str, data.images)).encode("utf-8"))
-    features = data.features
     step = max(1, 2**24 // max(1, features.shape[1] * features.dtype.itemsize))
     for start in range(0, features.shape[0], step):
         digest.update(np.ascontiguousarray(features[start : start + step]).tobytes())
@@ -151,12 +183,12 @@ def evaluate_job(
     if method is not None:
         if run is not None:
             raise ConfigError("give either --run or --method, not both")
-        dataset, _ = resolve_data(data)
         model = create_method(method, overrides)
+        dataset, _ = resolve_data(data, pixels=model.uses_images)
         model.fit(dataset.without("test"), seed=seed, progress=progress)
         return model, dataset, evaluate(model, dataset, shots=shots, repeats=repeats, seed=seed, progress=progress)
     loaded = run if isinstance(run, Run) else load_run(run)
-    dataset = resolve_data(data)[0] if data is not None else loaded.load_data()
+    dataset = resolve_data(data, pixels=loaded.method.uses_images)[0] if data is not None else loaded.load_data()
     return loaded.method, dataset, evaluate_run(loaded, dataset, shots=shots, repeats=repeats, seed=seed, progress=progress)
 
 
@@ -185,8 +217,7 @@ def cross_validation_job(
     if method is not None:
         if run is not None:
             raise ConfigError("give either --run or --method, not both")
-        dataset, _ = resolve_data(data)
-        create_method(method, overrides)  # a bad name or override fails before any fitting
+        dataset, _ = resolve_data(data, pixels=create_method(method, overrides).uses_images)  # a bad name or override fails before any fitting
 
         def make() -> Method:
             return create_method(method, overrides)
@@ -194,7 +225,7 @@ def cross_validation_job(
         if overrides:
             raise ConfigError("--set needs --method (a run's configuration is used as saved)")
         loaded = run if isinstance(run, Run) else load_run(run)
-        dataset = resolve_data(data)[0] if data is not None else loaded.load_data()
+        dataset = resolve_data(data, pixels=loaded.method.uses_images)[0] if data is not None else loaded.load_data()
 
         def make() -> Method:
             return type(loaded.method)(loaded.method.config)

@@ -229,8 +229,12 @@ def _numeric(df: pd.DataFrame, col: str, file: str, what: str) -> np.ndarray:
     return values
 
 
-def read_dataset(path: str | Path) -> RaterDataset:
-    """Read and validate a rater-dataset directory. Raises `DataError` on the first problem."""
+def read_dataset(path: str | Path, *, pixels: bool = False) -> RaterDataset:
+    """Read and validate a rater-dataset directory. Raises `DataError` on the first problem.
+
+    With `pixels`, `features` are the images under dataset.json's `images_root` as pixel rows
+    (`piaa.tasks.images.PixelArray`, for end-to-end training) instead of features.npy.
+    """
     root = Path(path)
     if not root.is_dir():
         raise DataError(str(root), "is not a directory (expected a rater dataset: dataset.json, ratings.csv, ...)")
@@ -248,7 +252,15 @@ def read_dataset(path: str | Path) -> RaterDataset:
     if empty is not None:
         raise DataError("images.csv", "empty image id", line=empty + 2, field="image")
 
-    features = _read_features(root / "features.npy", len(images))
+    if pixels:
+        from piaa.tasks.images import pixel_array
+
+        features = pixel_array(meta, root, images.tolist())
+    elif not (root / "features.npy").exists() and "images_root" in meta:
+        raise DataError(str(root / "features.npy"), "is missing: this dataset has images only (images_root); extract features "
+                        "(piaa features extract) or train end to end on the images (--set backbone=small-cnn)")
+    else:
+        features = _read_features(root / "features.npy", len(images))
 
     users = _read_users(root / "users.csv")
     known_users = set(users["user"])
@@ -265,7 +277,8 @@ def read_dataset(path: str | Path) -> RaterDataset:
     ratings["score"] = scores.astype(np.float32)
     if len(ratings) == 0:
         raise DataError("ratings.csv", "has a header but no ratings (expected rows user,image,score)", line=2)
-    bad = _first_bad(~ratings["user"].isin(known_users).to_numpy())
+    user_codes = pd.Index(users["user"]).get_indexer(ratings["user"]).astype(np.int64)  # -1: not in users.csv
+    bad = _first_bad(user_codes < 0)
     if bad is not None:
         raise DataError("ratings.csv", f"user {ratings['user'].iloc[bad]!r} is not listed in users.csv", line=bad + 2, field="user")
     position = pd.Series(np.arange(len(images), dtype=np.int64), index=images)
@@ -274,7 +287,6 @@ def read_dataset(path: str | Path) -> RaterDataset:
     if bad is not None:
         raise DataError("ratings.csv", f"image {ratings['image'].iloc[bad]!r} is not in images.csv", line=bad + 2, field="image")
     ratings["image_index"] = image_index.to_numpy(dtype=np.int64)
-    user_codes = pd.Index(users["user"]).get_indexer(ratings["user"]).astype(np.int64)
     dup = _first_bad(pd.Series(user_codes * max(len(images), 1) + ratings["image_index"].to_numpy(np.int64)).duplicated().to_numpy())
     if dup is not None:
         u, im = ratings["user"].iloc[dup], ratings["image"].iloc[dup]

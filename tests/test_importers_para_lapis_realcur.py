@@ -310,3 +310,16 @@ def test_cli_bad_files_exit_2_with_one_line(cli, tmp_path, which):
         expected = "expected a score folder named 1..5"
     assert r.code == 2, r.err
     assert expected in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_para_repeated_rows_are_averaged_and_counted(tmp_path):
+    truth = para_files(tmp_path / "PARA")
+    table = truth["table"]
+    repeat = table.iloc[[4]].assign(aestheticScore=table["aestheticScore"].iloc[4] + 0.5 if table["aestheticScore"].iloc[4] < 5 else 4.0, qualityScore=1.0)
+    pd.concat([table, repeat], ignore_index=True).to_csv(tmp_path / "PARA" / "annotation" / "PARA-Images.csv", index=False)
+    parsed = parse_para(tmp_path / "PARA", n_test=2, min_test_ratings=1)
+    assert len(parsed.ratings) == 240 and any("1 repeated (user, image) rows" in n for n in parsed.notes)
+    key = (table["userId"].iloc[4], table["imageName"].iloc[4])
+    got = parsed.ratings.set_index(["user", "image"]).loc[key, "score"]
+    assert got == pytest.approx((table["aestheticScore"].iloc[4] + repeat["aestheticScore"].iloc[0]) / 2)
+    assert parsed.attributes.set_index(["user", "image"]).loc[key, "quality"] == pytest.approx((table["qualityScore"].iloc[4] + 1.0) / 2)

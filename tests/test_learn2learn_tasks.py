@@ -93,3 +93,13 @@ def test_docs_example_runs_and_prints_the_numbers_the_docs_quote(demo_dir):
     assert n == 30 and after > before + 0.1  # meta-training over raters helps the 10-shot adaptation
     quoted = re.search(r"prints `(mean 10-shot SROCC over .*?)`", text.replace("\n", " "))
     assert quoted and " ".join(quoted[1].split()) == proc.stdout.strip()
+
+
+def test_the_tasks_layer_imports_no_method_and_not_learn2learn_until_asked():
+    """tasks → methods, never the reverse; learn2learn is imported only by `learn2learn_taskset`."""
+    code = ("import sys, piaa.tasks.learn2learn_tasks; "
+            "print(sorted(m for m in sys.modules if m.startswith(('piaa.meta', 'piaa.baselines', 'learn2learn', 'piaa.commands'))))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

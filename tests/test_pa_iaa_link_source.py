@@ -78,3 +78,16 @@ def test_para_shaped_ratings_link_beats_likes_only_link_at_zero_shots(tmp_path):
         summary = evaluate(method, data, shots=[0], repeats=10, seed=0).summary
         srocc[source] = float(summary["srocc_mean"].iloc[0])
     assert srocc["ratings"] > srocc["likes"] + 0.005, srocc
+
+
+def test_learned_prior_applies_a_ratings_link_around_its_centre(rated_only):
+    """learned-prior reuses PA-IAA's link as its prior mean: a link learned from ratings is centred on
+    the train raters' mean Big-Five, so a rater at that centre gets the unshifted prior mean."""
+    method = create_method("learned-prior", ["network_epochs=5", "validation_repeats=1"]).fit(rated_only.without("test"), seed=0)
+    assert method.uses_big_five and np.any(method.link_center != 0)
+    np.testing.assert_allclose(method.prior_for(method.link_center).mean, method.prior.mean)
+    other = method.prior_for(np.clip(method.link_center + 0.5, -1, 1)).mean
+    assert not np.allclose(other, method.prior.mean)
+    restored = create_method("learned-prior", ["network_epochs=5", "validation_repeats=1"])
+    restored.load_state_dict(method.state_dict())
+    np.testing.assert_allclose(restored.link_center, method.link_center)

@@ -88,7 +88,8 @@ def test_import_commands_come_from_the_importer_registry(cli):
     listed = [line.split("│")[1].split()[0] for line in r.out.splitlines() if line.startswith("│ ") and line.split("│")[1].strip() and not line.split("│")[1].strip().startswith("-")]
     assert r.code == 0 and listed == IMPORTERS.names()
     r = cli("data", "import", "avx")
-    assert r.code == 2 and r.err.strip() == "error: unknown importer 'avx'; did you mean 'ava'? (known: aadb, ava, flickr-aes, psychoflickr)"
+    known = ", ".join(IMPORTERS.names())
+    assert r.code == 2 and r.err.strip() == f"error: unknown importer 'avx'; did you mean 'ava'? (known: {known})"
 
 
 def test_an_importer_is_one_module_with_its_options(cli, tmp_path):

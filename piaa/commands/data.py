@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from typer.core import TyperGroup
 
-from piaa.commands.output import check_output_dir, key_value_table, note, out, warn
+from piaa.commands.output import UsageFailure, check_output_dir, key_value_table, note, out, warn
 
 app = typer.Typer(no_args_is_help=True, help="Rater datasets: describe, simulate, import.")
 
@@ -35,13 +35,20 @@ def data_simulate(
     out_dir: Path = typer.Option(..., "--out", help="Directory to create."),
     seed: int = typer.Option(0, "--seed"),
     force: bool = typer.Option(False, "--force", help="Replace --out if it already holds files."),
+    images: int = typer.Option(0, "--images", help="Also draw SIZExSIZE images from the features (a multiple of 8), for training end to end (--set backbone=small-cnn); 0: none."),
 ) -> None:
     """Write the simulated demo dataset (the embedded demo is seed 0)."""
     from piaa.tasks.simulate import write_demo
 
+    if images and (images < 8 or images % 8):
+        raise UsageFailure(f"--images expects 0 or a multiple of 8, got {images}")
     check_output_dir(out_dir, "--out", force)
     path = write_demo(out_dir, seed=seed, overwrite=force)
-    out.print(f"demo dataset written to {path}")
+    if images:
+        from piaa.tasks.simulate_images import render_images
+
+        render_images(path, size=images, seed=seed)
+    out.print(f"demo dataset written to {path}" + (f" with {images}x{images} images (images_root: images)" if images else ""))
 
 
 class ImporterGroup(TyperGroup):

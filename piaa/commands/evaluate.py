@@ -93,7 +93,7 @@ def evaluate(
     force: bool = typer.Option(False, "--force", help="Replace existing --json / --csv files."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="A live bar on a terminal, a line every 30 s otherwise."),
     threads: int = typer.Option(1, "--threads", min=1, help="Torch/BLAS threads (default 1)."),
-    folds: Optional[int] = typer.Option(None, "--folds", min=2, help="k-fold rater cross-validation: every train/test rater is a test rater once; the method is refitted per fold."),
+    folds: Optional[int] = typer.Option(None, "--folds", help="k-fold rater cross-validation: every train/test rater is a test rater once; the method is refitted per fold."),
     fold_file: Optional[Path] = typer.Option(
         None, "--fold-file", help="With --folds: the fold assignment (CSV user,fold, or a folder of TestUserIDs_Fold<k>.txt); read if it exists, else written (default ./folds-k<K>-seed<S>.csv)."
     ),

@@ -36,6 +36,10 @@ def features_extract(
         images, backbone, out_dir, weights=weights, download=download, seed=seed, batch_size=batch_size, float16=float16,
         shard_size=shard_size, workers=workers, progress=progress, overwrite=overwrite,
     )
+    from piaa.distributed import env_rank
+
+    if env_rank() != 0:  # under torchrun, rank 0 reports
+        return
     out.print(
         f"{result.backbone}: {result.n_images:,} images x {result.dim} features -> {result.path} "
         f"(computed {result.n_computed:,}, reused {result.n_reused:,} from an earlier run)",

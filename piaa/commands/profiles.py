@@ -68,8 +68,11 @@ def profiles_list(
     """The stored users: ratings, size, when adapted."""
     _, profiles = open_store(run, store, need_model=False)
     rows = profiles.list()
-    table = Table(title=f"{len(rows)} profile(s) in {profiles.path}")
-    for col in ("user", "method", "ratings", "bytes", "updated"):
+    out.print(f"{len(rows)} profile(s) in {profiles.path}", soft_wrap=True)
+    table = Table()
+    widest = max((len(str(u)) for u in rows["user"]), default=4)
+    table.add_column("user", no_wrap=True, min_width=min(widest, 80))  # ids are shown whole, never wrapped
+    for col in ("method", "ratings", "bytes", "updated"):
         table.add_column(col, justify="right" if col in ("ratings", "bytes") else "left")
     for row in rows.itertuples():
         table.add_row(str(row.user), str(row.method), str(row.n_ratings), str(row.bytes), str(row.updated))

@@ -20,13 +20,19 @@ def meta_train(
     resume: bool = typer.Option(True, "--resume/--restart", help="Continue an interrupted run with the same method, config, data and seed (default), or start over."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it already holds files."),
     threads: int = typer.Option(1, "--threads", min=1, help="Torch/BLAS threads (1, the default, is fastest for piaa's small networks, above all on a busy machine)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto|cpu|cuda, for methods trained end to end on images (--set backbone=...); see docs/distributed.md."),
 ) -> None:
-    """Learn a prior from the training raters and save it as a run."""
+    """Learn a prior from the training raters and save it as a run (under torchrun: split over the processes)."""
     from piaa.runs import load_run
     from piaa.workflows import DEFAULT_METHOD, meta_train as train, training_summary
 
     check_output_dir(out_dir, "--out", force)
-    run_path = train(method or DEFAULT_METHOD, data, out=out_dir, seed=seed, overrides=set_, progress=progress, resume=resume, force=force, threads=threads)
+    run_path = train(method or DEFAULT_METHOD, data, out=out_dir, seed=seed, overrides=set_, progress=progress, resume=resume, force=force,
+                     threads=threads, device=device)
+    from piaa.distributed import env_rank
+
+    if env_rank() != 0:  # under torchrun, rank 0 reports
+        return
     run = load_run(run_path)
     info = training_summary(run)
     where = "the embedded demo (simulated raters, see docs/demo.md)" if info["data"] == "demo" else info["data"]
@@ -55,9 +61,13 @@ def print_personality_report(personality: Optional[dict]) -> None:
     if not quality:
         out.print("personality head: no held-out personality raters, quality not measured")
         return
+    raters = (
+        f"{personality.get('heldout_raters')} held-out Big-Five train raters (their images rated above their own mean)"
+        if personality.get("head_source") == "ratings" else f"{personality.get('heldout_raters')} held-out personality raters"
+    )
     out.print(
         f"  personality head (links images to the Big-Five of the raters who like them), checked on "
-        f"{personality.get('heldout_raters')} held-out personality raters: mean Pearson r "
+        f"{raters}: mean Pearson r "
         f"{quality['mean_pearson_r']:.2f} (1 = perfect, 0 = chance), mean absolute error {quality['mean_mae']:.2f} on the [-1, 1] scale",
         soft_wrap=True,
     )

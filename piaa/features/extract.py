@@ -23,6 +23,7 @@ import pandas as pd
 from PIL import Image
 
 import piaa
+from piaa import distributed
 from piaa.atomic import file_mode, write_json, write_text
 from piaa.errors import ConfigError, DataError
 from piaa.features.registry import Backbone, create_backbone
@@ -71,14 +72,21 @@ def _read_image(path: Path, backbone: Backbone) -> tuple[Any, str | None]:
 class _Shards:
     """The committed shards of an unfinished extraction."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, *, clean: bool = True, rank: int = 0, world_size: int = 1):
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        for npy in folder.glob("shard-*.npy"):  # cut off before its .csv was committed
+        for npy in folder.glob("shard-*.npy") if clean else ():  # cut off before its .csv was committed
             if not npy.with_suffix(".csv").exists():
                 npy.unlink()
                 npy.with_suffix(".failed.csv").unlink(missing_ok=True)
         self.committed = sorted(p for p in folder.glob("shard-*.csv") if not p.name.endswith(".failed.csv"))
+        # under torchrun, ranks share the folder: rank r numbers its shards base + r, base + r + world, ...
+        self._next = 1 + max((self._index(p) for p in self.committed), default=-1) + rank
+        self._stride = world_size
+
+    @staticmethod
+    def _index(path: Path) -> int:
+        return int(path.name.split("-")[1].split(".")[0])
 
     def done(self) -> tuple[set[str], set[str]]:
         ok: set[str] = set()
@@ -89,7 +97,7 @@ class _Shards:
         return ok, failed
 
     def commit(self, names: list[str], features: list[np.ndarray], failed: list[tuple[str, str]], dim: int) -> None:
-        index = 1 + max((int(p.name.split("-")[1].split(".")[0]) for p in self.committed), default=-1)
+        index, self._next = self._next, self._next + self._stride
         stem = self.folder / f"shard-{index:06d}"
         array = np.stack(features).astype(np.float32) if features else np.zeros((0, dim), np.float32)
         tmp = stem.with_name(stem.name + ".npy.tmp")
@@ -113,14 +121,16 @@ class _Shards:
         return where, arrays, failed
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
+def _prepare_out(out: Path, overwrite: bool, *, delete: bool = True) -> None:
     """Refuse to touch a folder that is not ours; with `overwrite`, start over (a finished store or
-    an unfinished run is removed)."""
+    an unfinished run is removed, unless `delete` is False: then this only checks)."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} is a file; --out must be a directory for the feature store (choose another --out)")
     if (out / MANIFEST).exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a finished feature store (use --overwrite or another --out)")
     if overwrite and ((out / MANIFEST).exists() or (out / PARTIAL).exists()):
+        if not delete:
+            return
         for name in (MANIFEST, FEATURES, IMAGES, FAILED):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / PARTIAL, ignore_errors=True)
@@ -146,13 +156,25 @@ def extract_features(
     """Compute features for every image under `images` and write a feature store to `out`.
 
     Re-running with the same `out` after an interruption reuses the committed shards. Unreadable
-    images are skipped and listed in `out/failed.csv` (and counted in the result).
+    images are skipped and listed in `out/failed.csv` (and counted in the result). Under torchrun
+    each rank embeds a contiguous share of the images into the shared `.partial/` folder and rank 0
+    assembles the store (the others return their own counts).
     """
+    with distributed.session() as group:
+        return _extract(images, backbone, out, group, weights=weights, download=download, seed=seed, batch_size=batch_size,
+                        float16=float16, shard_size=shard_size, workers=workers, progress=progress and group.is_main, overwrite=overwrite)
+
+
+def _extract(images, backbone, out, group: distributed.Group, *, weights, download, seed, batch_size, float16, shard_size,
+             workers, progress, overwrite) -> ExtractionResult:
     if batch_size < 1 or shard_size < 1 or workers < 1:
         raise ConfigError("--batch-size, --shard-size and --workers must be at least 1")
     root, out = Path(images), Path(out)
     names = list_images(root)
-    _prepare_out(out, overwrite)
+    _prepare_out(out, overwrite, delete=False)  # every rank refuses the same things
+    distributed.barrier(group)  # every rank has looked at `out` before rank 0 changes it
+    if group.is_main:
+        _prepare_out(out, overwrite)
     model = create_backbone(backbone, weights=weights, download=download, seed=seed) if isinstance(backbone, str) else backbone
     described = model.describe()
     state = {"backbone": model.name, "dim": model.dim, "weights": described.get("weights"), "preprocessing": described.get("preprocessing"), "images_root": str(root.resolve())}
@@ -162,11 +184,17 @@ def extract_features(
         changed = [k for k in state if json.dumps(before.get(k)) != json.dumps(state[k])]
         if changed:
             raise ConfigError(f"{out} holds an unfinished extraction with a different {', '.join(changed)} ({before.get('backbone')}); finish it with the same options or choose another --out")
-    shards = _Shards(partial)
-    write_json(partial / STATE, state)
+    distributed.barrier(group)
+    if group.is_main:
+        _Shards(partial)  # drops shards cut off before their commit
+        write_json(partial / STATE, state)
+    distributed.barrier(group)
+    shards = _Shards(partial, clean=False, rank=group.rank, world_size=group.world_size)
     ok, failed_before = shards.done()
     todo = [n for n in names if n not in ok and n not in failed_before]
     n_reused = len(ok & set(names))
+    distributed.barrier(group)  # every rank has numbered its shards before any commits
+    todo = todo[distributed.shard(len(todo), group)]
 
     computed = 0
     buf_names: list[str] = []
@@ -199,7 +227,11 @@ def extract_features(
     finally:
         if pool:
             pool.shutdown()
-    return _finish(out, names, shards, model, described, root, float16, computed, n_reused)
+    distributed.barrier(group)
+    if not group.is_main:
+        return ExtractionResult(path=out, backbone=model.name, dim=model.dim, n_images=computed, n_computed=computed, n_reused=0, n_failed=len(buf_failed))
+    shards = _Shards(partial, clean=False)  # every rank's committed shards
+    return _finish(out, names, shards, model, described, root, float16, -1 if group.active else computed, n_reused)
 
 
 def _write_rows(path: Path, rows: list[tuple[int, int]], arrays: list[np.ndarray], dtype: Any, dim: int, chunk: int = 4096) -> None:
@@ -221,6 +253,7 @@ def _finish(out: Path, names: list[str], shards: _Shards, model: Backbone, descr
     where, arrays, failed_all = shards.assemble()
     present = set(names)
     kept = [n for n in names if n in where]
+    computed = len(kept) - reused if computed < 0 else computed  # -1: summed over ranks
     failed = {n: e for n, e in failed_all.items() if n in present and n not in where}
     dtype = np.float16 if float16 else np.float32
     tmp = out / f".{FEATURES}.tmp"

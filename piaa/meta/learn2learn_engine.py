@@ -110,7 +110,7 @@ class Learn2LearnMetaGradient:
 def build(algorithm) -> Callable[[Meta, Params, TaskBatch, "dict | None"], MetaStep]:
     """The learn2learn engine for a MAML, first-order MAML or Meta-SGD algorithm (SGD inner loop, all
     parameters adapted); anything else is refused with a ValueError naming what learn2learn lacks."""
-    if not isinstance(algorithm, MAML) or type(algorithm) not in (MAML, MetaSGD):
+    if type(algorithm) not in (MAML, MetaSGD):  # subclasses (ANIL) change what the inner loop adapts
         raise ValueError(f"engine=learn2learn runs MAML, first-order MAML and Meta-SGD, not {type(algorithm).__name__}")
     if not isinstance(algorithm.inner, InnerSGD):
         raise ValueError("engine=learn2learn adapts with plain SGD: use an SGD inner optimiser")

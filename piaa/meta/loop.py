@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import torch
 
+from piaa import distributed
 from piaa.errors import RunError
 from piaa.meta.checkpoint import load_checkpoint, save_checkpoint
 from piaa.meta.core import Meta, MetaStep, Params, TaskBatch, clone, flatten, unflatten
@@ -116,7 +117,7 @@ def resume(state: TrainState, checkpoint_dir: Path | None, fingerprint: str) -> 
 
 
 def checkpoint(state: TrainState, checkpoint_dir: Path | None, fingerprint: str) -> None:
-    if checkpoint_dir is not None:
+    if checkpoint_dir is not None and distributed.current().is_main:  # under torchrun rank 0 writes; every rank resumes
         save_checkpoint(checkpoint_dir, state.step, state.tensors(), {"fingerprint": fingerprint, **state.info()})
 
 
@@ -169,7 +170,9 @@ def run_meta_training(
     starting point competes too. With `checkpoint_dir`, a checkpoint of the same `fingerprint` is resumed.
     """
     buffers = dict(buffers or {})
-    if not resume(state, checkpoint_dir, fingerprint) and not state.done:
+    resumed = resume(state, checkpoint_dir, fingerprint)
+    distributed.agree(state.step, "meta-step to resume from", distributed.current())
+    if not resumed and not state.done:
         validate(state, score)
     with progress_bar("meta-training", total=spec.meta_steps, enabled=progress) as advance:
         advance(state.step)

@@ -17,6 +17,11 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from piaa import distributed
+from piaa.e2e.backbones import TRAINABLE_BACKBONES
+from piaa.e2e.device import DEVICES, on_device, resolve_device
+from piaa.e2e.model import GroupLR, build_image_model, lr_scales
+from piaa.e2e.train import fit_on_images
 from piaa.errors import ConfigError
 from piaa.learn2learn_import import import_learn2learn
 from piaa.meta.anil import ANIL, last_layer
@@ -83,6 +88,13 @@ class MetaConfig(MethodConfig):
     # candidate adaptation step sizes, chosen per shot count on the validation raters after
     # meta-training (0 = keep the prior); empty: always use adapt_lr
     adapt_lr_grid: tuple[float, ...] = (0.0, 1e-4, 3e-4, 1e-3, 3e-3)
+    # end to end on images (dataset.json's images_root) instead of the dataset's features:
+    backbone: str = ""  # "" = features (default) | small-cnn (built in) | resnet18 (vision extra)
+    backbone_weights: str = ""  # a local .safetensors/.pth state dict; "" = seeded random initialisation
+    backbone_lr_scale: float = 0.1  # backbone lr / head lr in every loop (BLG-PIAA: 1e-4 vs 1e-3)
+    pretrain_batch: int = 32  # images per step of the consensus pre-training
+    device: str = "auto"  # auto | cpu | cuda (end to end only; the feature path runs on the CPU)
+    amp: bool = True  # mixed precision in the consensus pre-training, on CUDA only
 
     def __post_init__(self) -> None:
         checks = [
@@ -95,6 +107,9 @@ class MetaConfig(MethodConfig):
             (self.engine != "learn2learn" or (self.order in ("second", "first") and self.inner_optimizer == "sgd" and self.inner_params == "all"),
              "engine=learn2learn needs order second or first, inner_optimizer sgd and inner_params all (learn2learn's MAML adapts every parameter with plain SGD)"),
             (not (self.learn_inner_lr and self.order == "reptile"), "learn_inner_lr needs order second or first"),
+            (not (self.backbone and (self.learn_inner_lr or self.inner_params != "all")), "learn_inner_lr and inner_params=last are for the feature head only (no backbone)"),
+            (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
+            (self.backbone_lr_scale > 0 and self.pretrain_batch >= 1, "backbone_lr_scale and pretrain_batch must be positive"),
             (min(self.support_shots, default=0) >= 1, "support_shots must be positive"),
             (self.meta_batch >= 1 and self.meta_steps >= 0 and self.inner_steps >= 1, "meta_batch, inner_steps must be >= 1"),
             (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
@@ -103,6 +118,8 @@ class MetaConfig(MethodConfig):
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{type(self).__name__}: {message}")
+        if self.backbone:
+            TRAINABLE_BACKBONES.get(self.backbone)  # an unknown name is a ConfigError naming the closest one
 
 
 class AdaptedUserModel(UserModel):
@@ -115,17 +132,18 @@ class AdaptedUserModel(UserModel):
         x = self.method.check_features(x)
         with torch.no_grad():
             self.method.module.eval()
-            out = torch.func.functional_call(self.method.module, {**self.method.buffers, **self.params}, (as_tensor(x),))
-        return denormalise(out.double().numpy(), self.method.score_range)
+            out = torch.func.functional_call(self.method.module, {**self.method.buffers, **self.params}, (as_tensor(x).to(self.method.device),))
+        return denormalise(out.double().cpu().numpy(), self.method.score_range)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.params.items()}
+        return {k: v.detach().cpu().clone() for k, v in self.params.items()}
 
 
 class MetaLearnedHead(Method):
     """Shared machinery; the registered presets differ only in their Config defaults."""
 
     Config = MetaConfig
+    supports_distributed = True
 
     def __init__(self, config: MetaConfig | None = None, **overrides):
         super().__init__(config, **overrides)
@@ -134,15 +152,37 @@ class MetaLearnedHead(Method):
         self.buffers: Params = {}
         self.adapt_lrs: dict[int, float] = {}  # shots → adaptation step size chosen on validation raters
         self._on_step: Callable[[int], None] | None = None  # test hook: called after every meta-step
+        self.device = torch.device("cpu")  # end to end: where the model trains and adapts
+        self._notes: list[str] = []
+
+    @property
+    def uses_images(self) -> bool:
+        return bool(self.config.backbone)
+
+    def notes(self) -> list[str]:
+        return list(self._notes)
 
     # -- building ---------------------------------------------------------------------------------
-    def _build(self, dim: int) -> ScoreHead:
+    def _build(self, dim: int, *, initial_weights: bool = True) -> torch.nn.Module:
+        if self.uses_images:  # end to end: the input rows are pixels (piaa.e2e)
+            weights = self.config.backbone_weights if initial_weights else ""
+            module, note = build_image_model(self.config.backbone, weights, self.config.hidden, self.config.dropout)
+            if initial_weights:
+                self._notes = [note]
+            return module
         return ScoreHead(dim, self.config.hidden, self.config.dropout)
+
+    def _inner_optimizer(self, kind: str, lr: float):
+        """Inner/test-time optimiser; end to end, the backbone steps at backbone_lr_scale of the head."""
+        opt = make_inner(kind, lr)
+        if self.uses_images and self.config.backbone_lr_scale != 1.0:
+            return GroupLR(opt, [k for k, _ in self.module.named_parameters()], self.config.backbone_lr_scale)
+        return opt
 
     def _algorithm(self, module: ScoreHead):
         """The configured algorithm: Reptile (BLG-PIAA), MAML / first-order MAML, Meta-SGD or ANIL."""
         cfg = self.config
-        inner = make_inner(cfg.inner_optimizer, cfg.inner_lr)
+        inner = self._inner_optimizer(cfg.inner_optimizer, cfg.inner_lr)
         if cfg.order == "reptile":
             return Reptile(module, inner, cfg.inner_steps, query_phase=cfg.query_phase)
         first = cfg.order == "first"
@@ -179,8 +219,11 @@ class MetaLearnedHead(Method):
 
         with torch_seeded(seed, "init"):
             self.module = self._build(data.feature_dim)
-        train_images = np.unique(np.concatenate([r.image_index for r in train_raters]))
-        self.module.standardize.fit(np.asarray(data.features[train_images], dtype=np.float32))
+        self.device = resolve_device(cfg.device) if self.uses_images else torch.device("cpu")
+        if not self.uses_images:
+            train_images = np.unique(np.concatenate([r.image_index for r in train_raters]))
+            self.module.standardize.fit(np.asarray(data.features[train_images], dtype=np.float32))
+        self.module.to(self.device)
         self.fit_log = []
         if cfg.pretrain_epochs > 0:
             # The consensus prior uses every train rater (the validation raters too): it is shared by
@@ -203,14 +246,17 @@ class MetaLearnedHead(Method):
             validator = Validator(self.module, self.buffers, groups, self._adapt_batched, seed)
         key = fingerprint({"method": self.name, "config": cfg.to_dict(), "seed": seed, "data": data.name,
                            "raters": [r.user for r in raters], "n_ratings": int(len(data.ratings))})
-        state = run_meta_training(state, meta_gradient, sample, spec, buffers=self.buffers, seed=seed, score=validator,
+        group = distributed.current()  # under torchrun: each rank takes a share of every meta-batch
+        meta_gradient = distributed.sharded(on_device(meta_gradient, self.device), group)
+        score = distributed.main_computes(validator, group) if validator is not None else None
+        state = run_meta_training(state, meta_gradient, sample, spec, buffers=self.buffers, seed=seed, score=score,
                                   checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None,
                                   fingerprint=key, progress=progress, on_step=self._on_step)
         self.meta = state.best
         self.fit_log += state.log
         self.fit_log.append(self._selection_entry(state))
         self.adapt_lrs = {}
-        if validator is not None and cfg.adapt_lr_grid:
+        if validator is not None and cfg.adapt_lr_grid and group.is_main:  # only rank 0's model is saved
             self.adapt_lrs, entries = validator.choose_step_sizes(self.meta, tuple(cfg.adapt_lr_grid))
             self.fit_log += entries
         self.module.eval()
@@ -235,9 +281,16 @@ class MetaLearnedHead(Method):
         marked = data.users.copy()
         marked.loc[(marked["split"] == "train") & ~marked["user"].isin(users), "split"] = "validation"
         targets = generic_targets(dataclasses.replace(data, users=marked), "train")
-        x = np.asarray(data.features[targets.image_index], dtype=np.float32)
         y = normalise(targets.score_mean + targets.rater_std * targets.target.astype(np.float64), data.score_range)
         y = np.clip(y, 0.02, 0.98).astype(np.float32)
+        if self.uses_images:  # images stream through a DataLoader; the backbone at its own lr
+            cfg = self.config
+            with torch_seeded(seed, "pretrain"):
+                log = fit_on_images(self.module, data.features, targets.image_index, y, weights=targets.n_raters.astype(np.float32),
+                                    epochs=cfg.pretrain_epochs, batch_size=cfg.pretrain_batch, lr=1e-3, backbone_lr_scale=cfg.backbone_lr_scale,
+                                    seed=seed, device=self.device, amp=cfg.amp, progress=progress, label=f"{self.name} prior")
+            return [{"pretrain_epoch": e["epoch"], "train_loss": e["train_loss"], "val_loss": e["val_loss"]} for e in log]
+        x = np.asarray(data.features[targets.image_index], dtype=np.float32)
         with torch_seeded(seed, "pretrain"):
             log = fit_regressor(self.module, x, y, epochs=self.config.pretrain_epochs, batch_size=128, lr=1e-3,
                                 weight_decay=1e-4, val_fraction=0.1, patience=12, seed=seed,
@@ -256,9 +309,10 @@ class MetaLearnedHead(Method):
         lr = cfg.adapt_lr if lr is None else lr
         if lr == 0:
             return stack(params, len(xs))
+        xs, ys = xs.to(self.device), ys.to(self.device)
         names = self._adapted_names()
         shared = {k: v for k, v in params.items() if k not in names}
-        opt = make_inner(cfg.adapt_optimizer, lr)
+        opt = self._inner_optimizer(cfg.adapt_optimizer, lr)
         fast = {k: v.clone().requires_grad_(True) for k, v in stack({k: params[k] for k in names}, len(xs)).items()}
         losses = task_losses(self.module, self.buffers, shared=shared)
         self.module.train()
@@ -276,8 +330,8 @@ class MetaLearnedHead(Method):
         lr = self.adapt_lr_for(len(y))
         if len(y) == 0 or lr == 0:
             return AdaptedUserModel(self, params)
-        x = as_tensor(self.check_features(x_support, "support features"))
-        yt = torch.from_numpy(normalise(y, self.score_range).astype(np.float32))
+        x = as_tensor(self.check_features(x_support, "support features")).to(self.device)
+        yt = torch.from_numpy(normalise(y, self.score_range).astype(np.float32)).to(self.device)
         cfg = self.config
         opt = make_inner(cfg.adapt_optimizer, lr)
         state: dict = {"t": 0}
@@ -286,6 +340,9 @@ class MetaLearnedHead(Method):
         leaves = [params[k].requires_grad_(True) for k in names]
         lrs = self._step_sizes(self.meta, lr)
         lr_list = [lrs[k] for k in names] if lrs is not None else None
+        if lr_list is None and self.uses_images:  # the backbone adapts at backbone_lr_scale of the head's rate
+            scales = lr_scales(names, cfg.backbone_lr_scale)
+            lr_list = [torch.full_like(params[k], lr * scales[k]) for k in names]
         x1, y1, w1 = x.unsqueeze(0), yt.unsqueeze(0), torch.ones_like(yt).unsqueeze(0)
         self.module.train()
         with torch_seeded(seed, "adapt"):
@@ -300,20 +357,27 @@ class MetaLearnedHead(Method):
     def state_dict(self) -> dict[str, torch.Tensor]:
         if self.module is None:
             raise RuntimeError(f"{self.name} is not fitted")
-        return flatten({"meta": self.meta, "buffers": self.buffers})
+        return {k: v.cpu() for k, v in flatten({"meta": self.meta, "buffers": self.buffers}).items()}
 
     def extra_state(self) -> dict[str, Any]:
-        return {**super().extra_state(), "adapt_lrs": {str(k): v for k, v in self.adapt_lrs.items()}}
+        return {**super().extra_state(), "adapt_lrs": {str(k): v for k, v in self.adapt_lrs.items()}, "notes": self._notes}
 
     def load_extra_state(self, extra: Mapping[str, Any]) -> None:
         super().load_extra_state(extra)
         self.adapt_lrs = {int(k): float(v) for k, v in extra.get("adapt_lrs", {}).items()}
+        self._notes = [str(n) for n in extra.get("notes", [])]
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         tree = unflatten(state)
-        self.buffers, self.meta = tree["buffers"], tree["meta"]
-        self.module = self._build(int(self.buffers["standardize.mean"].shape[0]))
+        self.buffers, self.meta = tree.get("buffers", {}), tree["meta"]  # the image model has no buffers
+        dim = int(self.buffers["standardize.mean"].shape[0]) if "standardize.mean" in self.buffers else 0
+        self.module = self._build(dim, initial_weights=False)  # the trained weights follow
         self.module.load_state_dict({**self.meta["params"], **self.buffers})
+        if self.uses_images:  # a run trained on a GPU still loads where there is none ("auto")
+            self.device = resolve_device("cpu" if self.config.device == "cpu" else "auto")
+            self.module.to(self.device)
+            self.meta = {g: {k: v.to(self.device) for k, v in p.items()} for g, p in self.meta.items()}
+            self.buffers = {k: v.to(self.device) for k, v in self.buffers.items()}
         self.module.eval()
 
 

@@ -64,7 +64,8 @@ class Validator:
             adapted = self.adapt(meta, g.xs, g.ys, lr, derive_seed(self.seed, "validation", g.shots))
             with torch.no_grad():
                 self.module.eval()
-                pred = vmap(lambda p, x: functional_call(self.module, {**self.buffers, **p}, (x,)))(adapted, g.xq).numpy()
+                xq = g.xq.to(next(iter(adapted.values())).device)  # end to end the model may sit on a GPU
+                pred = vmap(lambda p, x: functional_call(self.module, {**self.buffers, **p}, (x,)))(adapted, xq).cpu().numpy()
                 self.module.train()
             values = [srocc(pred[i, : len(y)], y) for i, y in enumerate(g.yq)]
             values = [v for v in values if np.isfinite(v)]

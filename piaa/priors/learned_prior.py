@@ -130,6 +130,7 @@ class LearnedPrior(HeadMethod):
         self.prior: HeadPrior | None = None
         self.link_matrix: np.ndarray | None = None  # [5, 5] PA-IAA's M / a, in standardised p units
         self.link_spread: np.ndarray | None = None  # [5, 5] square root of the shifts' covariance
+        self.link_center: np.ndarray = np.zeros(5)  # Big-Five the link is centred on (PA-IAA's link from ratings)
         self.selection: list[dict[str, float]] = []
 
     def fit(self, data: RaterDataset, *, seed: int = 0, progress: bool = False, checkpoint_dir=None) -> "LearnedPrior":
@@ -167,6 +168,8 @@ class LearnedPrior(HeadMethod):
             return None
         assert self.design is not None and self.prior is not None
         link = np.mean([base.link.matrix / base.link.generic_coef for base in bases], axis=0)
+        centers = [base.link.center for base in bases if getattr(base.link, "center", None) is not None]
+        self.link_center = np.mean(centers, axis=0) if centers else np.zeros(5)
         gamma = self.prior.mean[0] / self.design.head_scale[0]  # score points per point of s
         return gamma * self.design.head_scale[1:N_HEAD_COLUMNS, None] * link
 
@@ -179,6 +182,8 @@ class LearnedPrior(HeadMethod):
 
         assert self.link_matrix is not None
         known = data.users[data.users["split"] == "personality"][list(BIG_FIVE)].dropna().to_numpy(np.float64)
+        if len(known) < 2:  # PARA-like: no personality raters, but the train raters' Big-Five is known
+            known = data.users[data.users["split"] == "train"][list(BIG_FIVE)].dropna().to_numpy(np.float64)
         if len(known) < 2:
             return np.zeros((5, 5))
         cov_b5 = np.cov(known.T) + 1e-9 * np.eye(5)
@@ -192,7 +197,7 @@ class LearnedPrior(HeadMethod):
         if b5.shape != (5,) or not np.isfinite(b5).all():
             raise ConfigError(f"Big-Five must be 5 finite numbers (O, C, E, A, N), got {big_five!r}")
         mean = self.prior.mean.copy()
-        mean[1:N_HEAD_COLUMNS] += self.link_matrix @ b5
+        mean[1:N_HEAD_COLUMNS] += self.link_matrix @ (b5 - self.link_center)
         prior = self.prior.with_mean(mean)
         if self.link_spread is None:
             return prior
@@ -219,6 +224,8 @@ class LearnedPrior(HeadMethod):
             state["link"] = f64(self.link_matrix)
         if self.link_spread is not None:
             state["link_spread"] = f64(self.link_spread)
+        if np.any(self.link_center):
+            state["link_center"] = f64(self.link_center)
         return state
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
@@ -227,6 +234,7 @@ class LearnedPrior(HeadMethod):
         self.prior = HeadPrior(get("prior.mean"), get("prior.factors"), get("prior.diag"), float(state["prior.noise"][0]))
         self.link_matrix = get("link") if "link" in state else None
         self.link_spread = get("link_spread") if "link_spread" in state else None
+        self.link_center = get("link_center") if "link_center" in state else np.zeros(5)
         self.uses_big_five = self.link_matrix is not None
 
     def extra_state(self) -> dict[str, Any]:

@@ -116,7 +116,9 @@ def read_para_ratings(path: Path, notes: list[str]) -> tuple[pd.DataFrame, pd.Da
     labels = [cols[k] for k in LABEL_COLUMNS if k in cols]
     if labels:
         notes.append(f"{path.name}: categorical label(s) {', '.join(labels)} are not kept (attributes.csv holds numeric scores only)")
-    dup = ratings.duplicated(["user", "image"]).to_numpy()
+    user_code, _ = pd.factorize(ratings["user"])
+    image_code, images = pd.factorize(ratings["image"])
+    dup = pd.Series(user_code.astype(np.int64) * max(len(images), 1) + image_code).duplicated().to_numpy()
     if dup.any():
         n = int(dup.sum())
         notes.append(f"{path.name}: {n} repeated (user, image) rows; scores and attributes averaged per pair")

@@ -1,0 +1,47 @@
+"""End to end with torchvision's ResNet-18 (the vision extra). Run with `make test-vision`; skipped elsewhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+pytestmark = pytest.mark.vision
+torchvision = pytest.importorskip("torchvision", reason="needs the vision extra (torch 2.14.1 + torchvision 0.29.1): make test-vision")
+
+from piaa.e2e.backbones import build_backbone  # noqa: E402
+from piaa.registry import create_method  # noqa: E402
+from piaa.tasks.format import read_dataset  # noqa: E402
+from piaa.tasks.simulate import DemoSpec, write_demo  # noqa: E402
+from piaa.tasks.simulate_images import render_images  # noqa: E402
+
+
+def test_resnet18_loads_a_local_torchvision_state_dict_and_uses_batch_statistics(tmp_path):
+    source = torchvision.models.resnet18(weights=None)
+    file = tmp_path / "resnet18.safetensors"
+    save_file(source.state_dict(), str(file))
+    built = build_backbone("resnet18", str(file))
+    assert built.dim == 512 and "starts from" in built.note
+    torch.testing.assert_close(built.module.state_dict()["conv1.weight"], source.state_dict()["conv1.weight"])
+    assert not any(getattr(m, "track_running_stats", False) for m in built.module.modules())  # functional inside inner loops
+    out = built.module(torch.randn(3, 3, 32, 32))
+    assert out.shape == (3, 512)
+
+
+def test_blg_piaa_meta_trains_and_adapts_a_resnet18_on_images(tmp_path):
+    spec = DemoSpec(n_train_raters=6, n_test_raters=3, n_personality_raters=2, raters_per_image=3, train_ratings=(24, 30),
+                    test_ratings=(30, 34), likes_per_personality_rater=5, feature_dim=16, latent_dim=6)
+    path = write_demo(tmp_path / "data", seed=1, spec=spec)
+    render_images(path, size=32)
+    data = read_dataset(path, pixels=True)
+    model = create_method("blg-piaa", backbone="resnet18", device="cpu", hidden=(8,), pretrain_epochs=1, meta_steps=2,
+                          meta_batch=2, val_fraction=0.0, support_shots=(8,), query_size=8, adapt_steps=2, adapt_lr_grid=())
+    before = {k: v.clone() for k, v in model.fit(data.without("test"), seed=0).meta["params"].items()}
+    rater = data.raters("test")[0]
+    x = np.asarray(data.features[rater.image_index])
+    user = model.adapt(x[:10], rater.scores[:10], seed=0)
+    pred = user.predict(x[10:])
+    assert pred.shape == (len(rater) - 10,) and np.isfinite(pred).all()
+    moved = [k for k, v in user.params.items() if k.startswith("backbone.") and not torch.equal(v, before[k])]
+    assert moved  # test-time adaptation reaches the backbone too
