@@ -25,8 +25,8 @@ from piaa.tasks.format import parse_big_five as _parse_big_five
 from piaa.tasks.sampling import MIN_QUERY, eligible
 from piaa.threads import job_threads
 
-# The best all-round method on the demo (best at 0 and 10 shots; task-vector leads at 100) and quick
-# to train and adapt; see docs/results.md. Every command takes --method to choose another.
+# The best all-round method on the demo (best at 0 and 10 shots, tied-best at 100 with task-vector),
+# adapting in milliseconds; see docs/results.md. Every command takes --method to choose another.
 DEFAULT_METHOD = "learned-prior"
 
 
