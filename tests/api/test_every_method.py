@@ -12,7 +12,7 @@ from piaa.registry import list_methods
 from piaa.workflows import meta_train
 
 # The config fields that bound each method's training time, set low so every method trains briefly.
-BRIEF = {"epochs": 1, "pretrain_epochs": 1, "meta_steps": 2}
+BRIEF = {"epochs": 1, "pretrain_epochs": 1, "meta_steps": 2, "network_epochs": 2}
 
 
 @pytest.mark.slow  # trains each registered method briefly on the small dataset
