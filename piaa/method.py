@@ -106,6 +106,7 @@ FIELD_RULES: dict[str, tuple[float, float | None, str]] = {
     "checkpoint_every": (1, None, "at least 1"),
     "practice_raters": (1, None, "at least 1"),
     "link_folds": (2, None, "at least 2 folds"),
+    "folds": (1, None, "at least 1 fold (1: no cross-fitting)"),
 }
 
 

@@ -181,9 +181,9 @@ def evaluate_job(
     """What `piaa evaluate` does: the protocol over every test rater of a saved run (default the
     latest; `data` replaces its dataset) or, with `method`, of that method fitted first on the train
     raters of `data`. Returns the method, the dataset and the evaluation."""
-    dataset, loaded = _job_input(run, method, data, overrides)
+    dataset, loaded, fresh = _job_input(run, method, data, overrides)
     if loaded is None:
-        model = create_method(method, overrides)
+        model = fresh
         model.fit(dataset.without("test"), seed=seed, progress=progress)
         return model, dataset, evaluate(model, dataset, shots=shots, repeats=repeats, seed=seed, progress=progress)
     return loaded.method, dataset, evaluate_run(loaded, dataset, shots=shots, repeats=repeats, seed=seed, progress=progress)
@@ -191,16 +191,18 @@ def evaluate_job(
 
 def _job_input(
     run: Run | str | os.PathLike | None, method: str | None, data: str | os.PathLike | None, overrides: list[str] | None = None
-) -> tuple[RaterDataset, Run | None]:
-    """The dataset a job runs on and, unless a `method` is to be fitted afresh, the saved run (default
-    the latest) it starts from; `data` replaces the run's dataset. A method that trains on images
-    reads the dataset's pixel rows. A bad method name or override fails here, before any fitting."""
+) -> tuple[RaterDataset, Run | None, Method | None]:
+    """(dataset, saved run, fresh method): with `method`, an unfitted instance of it and no run;
+    otherwise the saved run (default the latest) and no fresh method. `data` replaces the run's
+    dataset. A method that trains on images reads the dataset's pixel rows. A bad method name or
+    override fails here, before any fitting."""
     if method is not None:
         if run is not None:
             raise ConfigError("give either --run or --method, not both")
-        return resolve_data(data, pixels=create_method(method, overrides).uses_images)[0], None
+        fresh = create_method(method, overrides)
+        return resolve_data(data, pixels=fresh.uses_images)[0], None, fresh
     loaded = run if isinstance(run, Run) else load_run(run)
-    return (resolve_data(data, pixels=loaded.method.uses_images)[0] if data is not None else loaded.load_data()), loaded
+    return (resolve_data(data, pixels=loaded.method.uses_images)[0] if data is not None else loaded.load_data()), loaded, None
 
 
 def cross_validation_job(
@@ -227,11 +229,12 @@ def cross_validation_job(
 
     if method is None and overrides:
         raise ConfigError("--set needs --method (a run's configuration is used as saved)")
-    dataset, loaded = _job_input(run, method, data, overrides)
+    dataset, loaded, fresh = _job_input(run, method, data, overrides)
     if loaded is None:
+        assert fresh is not None
 
         def make() -> Method:
-            return create_method(method, overrides)
+            return type(fresh)(fresh.config)
     else:
 
         def make() -> Method:

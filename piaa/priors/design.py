@@ -139,7 +139,8 @@ def image_folds(n_images: int, folds: int, *, seed: int) -> np.ndarray:
 
 def fit_networks(data, rows: np.ndarray, fold: np.ndarray, *, seed: int, threads: int = 1, epochs: int = 60) -> list:
     """Cross-fitting: one PA-IAA network (with its Big-Five link) per fold, trained on the train raters'
-    ratings of the other folds' images (`rows` are the training images, `fold` their folds).
+    ratings of the other folds' images (`rows` are the training images, `fold` their folds); with a
+    single fold, one network trained on all of them.
     Personality raters' likes train every net (they are not the raters the heads are fitted on).
     """
     from piaa.personality.method import PAIAAConfig, PersonalityAssisted
@@ -147,8 +148,10 @@ def fit_networks(data, rows: np.ndarray, fold: np.ndarray, *, seed: int, threads
     cfg = PAIAAConfig(threads=threads, epochs=epochs)
     train_users = set(data.users_in("train"))
     models = []
-    for f in range(int(fold.max()) + 1):
-        held_images = set(rows[fold == f].tolist())
+    n_folds = int(fold.max()) + 1
+    for f in range(n_folds):
+        # one fold: no cross-fitting, a single network on every training image (design rows in-sample)
+        held_images = set(rows[fold == f].tolist()) if n_folds > 1 else set()
         drop = data.ratings["user"].isin(train_users) & data.ratings["image_index"].isin(held_images)
         subset = dataclasses.replace(data, ratings=data.ratings[~drop].reset_index(drop=True))
         subset.__dict__.pop("_rater_groups", None)
