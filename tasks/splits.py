@@ -40,21 +40,6 @@ def assign_folds(data: RaterDataset, k: int, *, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"user": raters, "fold": fold})
 
 
-def validation_split(data: RaterDataset, fraction: float = 0.25, *, seed: int = 0) -> RaterDataset:
-    """The dataset a choice is made on: test raters removed, a seeded share of the train raters
-    relabelled `test` (the validation raters), the rest still `train`. Evaluating or benchmarking on
-    it never looks at a test rater, which is how piaa's defaults are chosen (`--validation`)."""
-    if not 0 < fraction < 1:
-        raise DataError("--validation", f"expected a share of train raters between 0 and 1, got {fraction}")
-    train = sorted(data.users_in("train"))
-    n_val = int(round(len(train) * fraction))
-    if n_val < 1 or len(train) - n_val < 1:
-        raise DataError("users.csv", f"a validation split needs train raters on both sides; the dataset has {len(train)} train rater(s)")
-    order = numpy_rng(seed, "validation-split", fraction).permutation(len(train))
-    held = {train[i] for i in order[:n_val]}
-    return data.without("test").with_splits({u: "test" for u in held})
-
-
 def folds_text(folds: pd.DataFrame) -> str:
     return "user,fold\n" + "".join(f"{u},{int(f)}\n" for u, f in zip(folds["user"], folds["fold"]))
 

@@ -13,7 +13,7 @@ from piaa.errors import DataError
 from piaa.folds import cross_validate
 from piaa.registry import create_method
 from piaa.tasks.format import read_dataset
-from piaa.tasks.splits import assign_folds, cv_raters, folds_text, read_folds, validation_split
+from piaa.tasks.splits import assign_folds, cv_raters, folds_text, read_folds
 
 
 def test_fold_assignment_is_seeded_balanced_and_covers_train_and_test_raters(tiny_dir):
@@ -95,26 +95,3 @@ def test_evaluate_folds_bad_input_exits_2_with_one_line(cli, tiny_dir, tmp_path)
     assert r.code == 2 and "rater 'ghost' is not a train or test rater" in r.err and len(r.err.strip().splitlines()) == 1
     r = cli("evaluate", "--data", tiny_dir, "--method", "ridge", "--folds", "1")
     assert r.code == 2 and "--folds" in r.err and len(r.err.strip().splitlines()) == 1
-
-
-def test_validation_split_drops_test_raters_and_holds_out_a_seeded_quarter_of_train_raters(tiny_dir):
-    data = read_dataset(tiny_dir)
-    train, test = set(data.users_in("train")), set(data.users_in("test"))
-    a, b, c = validation_split(data, seed=0), validation_split(data, seed=0), validation_split(data, seed=1)
-    held = set(a.users_in("test"))
-    assert held == set(b.users_in("test")) and held != set(c.users_in("test"))
-    assert held <= train and not held & test and len(held) == round(len(train) * 0.25)
-    assert set(a.users_in("train")) == train - held
-    assert not set(a.ratings["user"]) & test  # no test rater's rating reaches the choice
-    assert set(a.users_in("personality")) == set(data.users_in("personality"))
-
-
-def test_benchmark_validation_evaluates_on_held_out_train_raters_only(cli, tiny_dir, tmp_path):
-    r = cli("benchmark", "--data", tiny_dir, "--methods", "ridge", "--shots", "10", "--repeats", "2", "--validation", "--out", tmp_path / "val")
-    assert r.code == 0, r.err
-    import pandas as pd
-
-    rows = pd.read_csv(tmp_path / "val" / "results.csv", dtype={"user": str})
-    held = set(validation_split(read_dataset(tiny_dir), seed=0).users_in("test"))
-    assert len(rows) and set(rows["user"]) <= held
-    assert json.loads((tmp_path / "val" / "benchmark.json").read_text())["data"].endswith("(validation raters)")

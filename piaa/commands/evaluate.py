@@ -160,9 +160,6 @@ def benchmark(
     threads: int = typer.Option(1, "--threads", min=1, help="Torch threads (1 is fastest for per-rater problems)."),
     force: bool = typer.Option(False, "--force", help="Write into --out even if it already holds files."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="A live bar on a terminal, a line every 30 s otherwise."),
-    validation: bool = typer.Option(
-        False, "--validation", help="Leave the test raters out: hold out a seeded quarter of the train raters and evaluate on them (for choosing settings)."
-    ),
 ) -> None:
     """Train each method once, evaluate all under the same support draws, write the paper-style table."""
     from piaa.benchmark import run_benchmark, summary_markdown, timings_markdown, write_benchmark
@@ -175,10 +172,6 @@ def benchmark(
             raise UsageFailure(f"--compare expects two method names 'a,b', got {compare!r}")
     check_output_dir(out_dir, "--out", force)
     dataset, ref = resolve_data(data)
-    if validation:
-        from piaa.tasks.splits import validation_split
-
-        dataset, ref = validation_split(dataset, seed=seed), f"{ref} (validation raters)"
     result = run_benchmark(
         dataset, methods.split(","), shots=shots if shots else (0, 10, 100), repeats=repeats, seed=seed,
         overrides=set_, threads=threads, progress=progress, data_ref=ref,
