@@ -59,7 +59,10 @@ class FineTunedModel(UserModel):
         return np.clip(m.score_mean + m.rater_std * z, lo, hi)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.params.items()}
+        """Only the tensors that differ from the prior (at 0 steps: the shifted output bias; after
+        fine-tuning, every tuned tensor: end to end that is the whole backbone and head)."""
+        prior = self.method.prior_params()
+        return {k: v.detach().cpu().clone() for k, v in self.params.items() if not torch.equal(v, prior[k])}
 
 
 class FineTune(GenericPrior):
@@ -198,11 +201,11 @@ class FineTune(GenericPrior):
         return FineTunedModel(self, tuned[steps])
 
     def user_model_from_state(self, state: Mapping[str, torch.Tensor]) -> UserModel:
-        """Rebuild a rater's model from `FineTunedModel.state_dict()` (its tuned weights)."""
-        expected = set(self._tuned_names())
-        if set(state) != expected:
-            raise ConfigError(f"finetune profile holds {sorted(state)}, expected {sorted(expected)} (layers={self.config.layers!r})")
-        return FineTunedModel(self, {k: v.clone() for k, v in state.items()})
+        """Rebuild a rater's model from `FineTunedModel.state_dict()`: the prior with the stored tensors in place."""
+        prior = self.prior_params()
+        if not set(state) <= set(prior):
+            raise ConfigError(f"finetune profile holds {sorted(set(state) - set(prior))}, expected some of {sorted(prior)} (layers={self.config.layers!r})")
+        return FineTunedModel(self, {k: (state[k].to(self.device) if k in state else v.clone()) for k, v in prior.items()})
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = super().state_dict()

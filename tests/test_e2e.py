@@ -128,6 +128,14 @@ def test_meta_train_evaluate_adapt_with_image_paths_end_to_end(image_dir, cli, t
     from piaa.personalize import load
 
     model = load(tmp_path / "run")
+    # the profile holds what differs from the prior: after 10 ratings every weight of backbone and head
+    # moved, so it is the whole model's size (said by `piaa adapt`); with no ratings it is empty
+    stored = model.profiles.load("newcomer")
+    n_weights = sum(v.numel() for v in model.method.meta["params"].values())
+    assert stored.support is None and sum(v.numel() for v in stored.user_model.state_dict().values()) == n_weights
+    assert f"profile: {stored.stored_bytes:,} bytes: {n_weights:,} per-user numbers" in adapted.out
+    assert 4 * n_weights < stored.stored_bytes < 4 * n_weights + 8192
+    assert model.method.adapt(np.zeros((0, data.feature_dim), np.float32), np.zeros(0)).state_dict() == {}
     paths = [str(image_dir / "images" / data.images[i]) for i in rater.image_index[10:20]]
     by_path = model.score(paths, user="newcomer")
     by_id = model.score([data.images[i] for i in rater.image_index[10:20]], user="newcomer")
@@ -220,6 +228,7 @@ def test_pa_iaa_trains_on_images_and_personalises_new_users_by_path_and_from_big
                   "--big-five", "0.5,-0.2,0.1,0.3,-0.4", "--save")
     assert adapted.code == 0, adapted.err
     assert "adapted pa-iaa" in adapted.out and "10 ratings" in adapted.out
+    assert "bytes: 13 per-user numbers" in adapted.out  # offset, design centre and θ: no network weights
 
     model = load(tmp_path / "run")
     assert "newcomer" in model.profiles

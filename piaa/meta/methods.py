@@ -136,7 +136,10 @@ class AdaptedUserModel(UserModel):
         return denormalise(out.double().cpu().numpy(), self.method.score_range)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.params.items()}
+        """Only the tensors that differ from the meta-learned prior (none at 0 shots or step size 0;
+        after adapting, every adapted tensor: end to end that is the whole backbone and head)."""
+        prior = self.method.meta["params"]
+        return {k: v.detach().cpu().clone() for k, v in self.params.items() if not torch.equal(v, prior[k])}
 
 
 class MetaLearnedHead(Method):
@@ -352,6 +355,18 @@ class MetaLearnedHead(Method):
                 step_inplace(opt, leaves, list(grads), state, lr_list)
         self.module.eval()
         return AdaptedUserModel(self, {k: v.detach() for k, v in params.items()})
+
+    def user_model_from_state(self, state: Mapping[str, torch.Tensor]) -> UserModel:
+        """A rater's model from `AdaptedUserModel.state_dict()`: the prior with the stored tensors in place."""
+        self.check_fitted()
+        prior = self.meta["params"]
+        unknown = sorted(set(state) - set(prior))
+        if unknown:
+            raise ConfigError(f"{self.name} profile holds {unknown[0]!r}, which is not a parameter of this model")
+        for k, v in state.items():
+            if v.shape != prior[k].shape:
+                raise ConfigError(f"{self.name} profile: tensor {k!r} has shape {tuple(v.shape)}, the model's is {tuple(prior[k].shape)}")
+        return AdaptedUserModel(self, {k: (state[k].to(self.device) if k in state else v.detach().clone()) for k, v in prior.items()})
 
     # -- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -316,6 +316,18 @@ class PersonalityAssisted(Method):
         fitted = posterior_taste(x, y, prior, pool_center=self.pool_center)
         return PAUserModel(self, fitted, zero_shot=len(y) == 0)
 
+    def user_model_from_state(self, state: Mapping[str, torch.Tensor]) -> UserModel:
+        """A rater's model from `PAUserModel.state_dict()`: 13 numbers, whatever the network's size."""
+        self.check_fitted()
+        expected = {"offset", "x_center", "theta"}
+        if set(state) != expected:
+            raise ConfigError(f"pa-iaa profile holds {sorted(state)}, expected {sorted(expected)}")
+        fitted = FittedTaste(offset=float(state["offset"][0]), x_center=state["x_center"].numpy().astype(np.float64),
+                             theta=state["theta"].numpy().astype(np.float64))
+        if fitted.theta.shape != self.prior.mean.shape or fitted.x_center.shape != self.prior.mean.shape:
+            raise ConfigError(f"pa-iaa profile: theta has {fitted.theta.shape[0]} values, this model's fusion has {self.prior.mean.shape[0]}")
+        return PAUserModel(self, fitted, zero_shot=bool(np.array_equal(fitted.x_center, self.pool_center)))  # 0 shots: centred on the pool
+
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
         self.check_fitted()
