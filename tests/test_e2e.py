@@ -192,11 +192,20 @@ def test_finetune_trains_its_prior_end_to_end_and_tunes_the_backbone_per_rater(i
 PA_QUICK = ["backbone=small-cnn", "device=cpu", "trunk=16", "epochs=3", "batch_size=32"]
 
 
-def test_pa_iaa_trains_on_images_and_personalises_new_users_by_path_and_from_big_five(image_dir, cli, tmp_path):
+def test_pa_iaa_trains_on_images_and_personalises_new_users_by_path_and_from_big_five(image_dir, cli, tmp_path, monkeypatch):
+    import piaa.personality.method as pa_method
     from piaa.personalize import load
     from piaa.personality.data import score_bins
     from piaa.tasks.format import BIG_FIVE
 
+    started: dict[str, torch.Tensor] = {}  # the network's weights when the joint training begins
+    train = pa_method.train_multitask
+
+    def recording(net, *args, **kwargs):
+        started.update({k: v.detach().clone() for k, v in net.state_dict().items()})
+        return train(net, *args, **kwargs)
+
+    monkeypatch.setattr(pa_method, "train_multitask", recording)
     sets = [a for item in PA_QUICK for a in ("--set", item)]
     trained = cli("meta-train", "--method", "pa-iaa", "--data", str(image_dir), "--out", str(tmp_path / "run"), "--no-progress", *sets)
     assert trained.code == 0, trained.err
@@ -208,6 +217,7 @@ def test_pa_iaa_trains_on_images_and_personalises_new_users_by_path_and_from_big
     fresh = create_method("pa-iaa", backbone="small-cnn", trunk=(16,))
     with torch_seeded(0, "pa-iaa", "init"):
         init = fresh._build(0, score_bins(data.score_range)).state_dict()
+    assert started and all(torch.equal(started[k], v) for k, v in init.items())  # `init` is where training started
     moved = {k: float((weights[f"net.{k}"] - v).abs().max()) for k, v in init.items() if k != "bins"}
     for part in ("backbone.", "trunk.", "aesthetics.", "personality."):
         assert max(v for k, v in moved.items() if k.startswith(part)) > 1e-4, part
