@@ -21,8 +21,8 @@ from torch.func import functional_call
 from piaa.baselines._episodes import nearest_in_log, practice_episodes
 from piaa.baselines.giaa import GenericPrior, GIAAConfig
 from piaa.e2e.backbones import TRAINABLE_BACKBONES
-from piaa.e2e.device import DEVICES, resolve_device
-from piaa.e2e.model import build_image_regressor, lr_scales
+from piaa.e2e.device import DEVICES, loading_device, resolve_device
+from piaa.e2e.model import ImageRegressor, build_model, lr_scales
 from piaa.e2e.train import fit_on_images
 from piaa.errors import ConfigError
 from piaa.method import UserModel
@@ -59,7 +59,10 @@ class FineTunedModel(UserModel):
         return np.clip(m.score_mean + m.rater_std * z, lo, hi)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.params.items()}
+        """Only the tensors that differ from the prior (at 0 steps: the shifted output bias; after
+        fine-tuning, every tuned tensor: end to end that is the whole backbone and head)."""
+        prior = self.method.prior_params()
+        return {k: v.detach().cpu().clone() for k, v in self.params.items() if not torch.equal(v, prior[k])}
 
 
 class FineTune(GenericPrior):
@@ -89,12 +92,11 @@ class FineTune(GenericPrior):
         return list(self._notes)
 
     def _build(self, dim: int, *, initial_weights: bool = True):
-        if not self.uses_images:
-            return super()._build(dim)
-        cfg = self.config
-        model, note = build_image_regressor(cfg.backbone, cfg.backbone_weights if initial_weights else "", cfg.hidden, cfg.dropout)
-        if initial_weights:
-            self._notes = [note]
+        cfg, feature_model = self.config, super()._build
+        model, notes = build_model(cfg, lambda: feature_model(dim), lambda net, width: ImageRegressor(net, width, cfg.hidden, cfg.dropout),
+                                   initial_weights=initial_weights)
+        if initial_weights and self.uses_images:
+            self._notes = notes
         return model
 
     def _fit_prior(self, data: RaterDataset, *, seed: int, progress: bool) -> None:
@@ -199,11 +201,11 @@ class FineTune(GenericPrior):
         return FineTunedModel(self, tuned[steps])
 
     def user_model_from_state(self, state: Mapping[str, torch.Tensor]) -> UserModel:
-        """Rebuild a rater's model from `FineTunedModel.state_dict()` (its tuned weights)."""
-        expected = set(self._tuned_names())
-        if set(state) != expected:
-            raise ConfigError(f"finetune profile holds {sorted(state)}, expected {sorted(expected)} (layers={self.config.layers!r})")
-        return FineTunedModel(self, {k: v.clone() for k, v in state.items()})
+        """Rebuild a rater's model from `FineTunedModel.state_dict()`: the prior with the stored tensors in place."""
+        prior = self.prior_params()
+        if not set(state) <= set(prior):
+            raise ConfigError(f"finetune profile holds {sorted(set(state) - set(prior))}, expected some of {sorted(prior)} (layers={self.config.layers!r})")
+        return FineTunedModel(self, {k: (state[k].to(self.device) if k in state else v.clone()) for k, v in prior.items()})
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = super().state_dict()
@@ -224,7 +226,7 @@ class FineTune(GenericPrior):
             self.model.load_state_dict({k[len("prior."):]: v for k, v in state.items() if k.startswith("prior.")})
             self.model.eval()
             self.score_mean, self.rater_std = (float(v) for v in state["prior_stats"])
-            self.device = resolve_device("cpu" if self.config.device == "cpu" else "auto")
+            self.device = loading_device(self.config.device)
             self.model.to(self.device)
         else:
             super().load_state_dict(state)

@@ -144,6 +144,13 @@ class Profile:
             tensors["support.y"] = torch.from_numpy(np.ascontiguousarray(self.scores, dtype=np.float64))
         return save(tensors, metadata={"format": "piaa-profile", "model_id": self.model_id})
 
+    def holds(self) -> str:
+        """What the per-user state is, in words (how large a stored profile is, and why)."""
+        if self.support is not None:
+            return f"the {len(self.support)} rated inputs ({self.support.shape[1]:,} numbers each) and their scores, adapted again when loaded"
+        n = sum(int(v.numel()) for v in self.user_model.state_dict().values())
+        return f"{n:,} per-user numbers (what differs from the run's model)"
+
     def info(self) -> dict[str, Any]:
         """Metadata as a plain dict (JSON-able)."""
         return {

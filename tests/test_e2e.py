@@ -128,6 +128,14 @@ def test_meta_train_evaluate_adapt_with_image_paths_end_to_end(image_dir, cli, t
     from piaa.personalize import load
 
     model = load(tmp_path / "run")
+    # the profile holds what differs from the prior: after 10 ratings every weight of backbone and head
+    # moved, so it is the whole model's size (said by `piaa adapt`); with no ratings it is empty
+    stored = model.profiles.load("newcomer")
+    n_weights = sum(v.numel() for v in model.method.meta["params"].values())
+    assert stored.support is None and sum(v.numel() for v in stored.user_model.state_dict().values()) == n_weights
+    assert f"profile: {stored.stored_bytes:,} bytes: {n_weights:,} per-user numbers" in adapted.out
+    assert 4 * n_weights < stored.stored_bytes < 4 * n_weights + 8192
+    assert model.method.adapt(np.zeros((0, data.feature_dim), np.float32), np.zeros(0)).state_dict() == {}
     paths = [str(image_dir / "images" / data.images[i]) for i in rater.image_index[10:20]]
     by_path = model.score(paths, user="newcomer")
     by_id = model.score([data.images[i] for i in rater.image_index[10:20]], user="newcomer")
@@ -147,8 +155,8 @@ def test_device_choice_is_checked_in_one_line(image_dir):
             resolve_device("cuda")
     with pytest.raises(ConfigError, match="device must be one of auto, cpu, cuda"):
         resolve_device("tpu")
-    with pytest.raises(ConfigError, match="--device: pa-iaa trains on features"):
-        meta_train("pa-iaa", image_dir, device="cpu")
+    with pytest.raises(ConfigError, match="--device: ridge trains on features"):
+        meta_train("ridge", image_dir, device="cpu")
 
 
 def test_simulate_images_size_must_be_a_multiple_of_8(cli, tmp_path):
@@ -179,3 +187,77 @@ def test_finetune_trains_its_prior_end_to_end_and_tunes_the_backbone_per_rater(i
     assert result.summary["n_users"].iloc[0] == SPEC.n_test_raters and np.isfinite(result.summary["srocc_mean"].iloc[0])
     run = load_run(save_run(method, data_ref=str(image_dir), seed=0, out=tmp_path / "run"))
     np.testing.assert_allclose(run.method.adapt(x[:10], rater.scores[:10], seed=0).predict(x[10:]), user.predict(x[10:]), rtol=0, atol=1e-5)
+
+
+PA_QUICK = ["backbone=small-cnn", "device=cpu", "trunk=16", "epochs=3", "batch_size=32"]
+
+
+def test_pa_iaa_trains_on_images_and_personalises_new_users_by_path_and_from_big_five(image_dir, cli, tmp_path, monkeypatch):
+    import piaa.personality.method as pa_method
+    from piaa.personalize import load
+    from piaa.personality.data import score_bins
+    from piaa.tasks.format import BIG_FIVE
+
+    started: dict[str, torch.Tensor] = {}  # the network's weights when the joint training begins
+    train = pa_method.train_multitask
+
+    def recording(net, *args, **kwargs):
+        started.update({k: v.detach().clone() for k, v in net.state_dict().items()})
+        return train(net, *args, **kwargs)
+
+    monkeypatch.setattr(pa_method, "train_multitask", recording)
+    sets = [a for item in PA_QUICK for a in ("--set", item)]
+    trained = cli("meta-train", "--method", "pa-iaa", "--data", str(image_dir), "--out", str(tmp_path / "run"), "--no-progress", *sets)
+    assert trained.code == 0, trained.err
+    assert "backbone small-cnn" in trained.err and "random" in trained.err  # said out loud
+    data = read_dataset(image_dir, pixels=True)
+
+    # backbone, trunk and both heads trained jointly: all moved away from the seeded initialisation
+    weights = load_file(str(tmp_path / "run" / "weights.safetensors"))
+    fresh = create_method("pa-iaa", backbone="small-cnn", trunk=(16,))
+    with torch_seeded(0, "pa-iaa", "init"):
+        init = fresh._build(0, score_bins(data.score_range)).state_dict()
+    assert started and all(torch.equal(started[k], v) for k, v in init.items())  # `init` is where training started
+    moved = {k: float((weights[f"net.{k}"] - v).abs().max()) for k, v in init.items() if k != "bins"}
+    for part in ("backbone.", "trunk.", "aesthetics.", "personality."):
+        assert max(v for k, v in moved.items() if k.startswith(part)) > 1e-4, part
+
+    # the protocol on images, with no ratings (Big-Five alone) and with 10
+    evaluated = cli("evaluate", "--run", str(tmp_path / "run"), "--shots", "0", "--shots", "10", "--repeats", "2", "--json", str(tmp_path / "eval.json"))
+    assert evaluated.code == 0, evaluated.err
+    summary = {row["shots"]: row for row in json.loads((tmp_path / "eval.json").read_text())["summary"]}
+    assert set(summary) == {0, 10}
+    for row in summary.values():
+        assert row["n_users"] == SPEC.n_test_raters and np.isfinite(row["srocc_mean"]) and -1 <= row["srocc_mean"] <= 1
+
+    # a new user rates image files by path and gives their Big-Five
+    rater = data.raters("test")[0]
+    lines = ["image,score"] + [f"{image_dir / 'images' / data.images[i]},{s:g}" for i, s in zip(rater.image_index[:10], rater.scores[:10])]
+    (tmp_path / "mine.csv").write_text("\n".join(lines) + "\n")
+    adapted = cli("adapt", "--run", str(tmp_path / "run"), "--user", "newcomer", "--ratings", str(tmp_path / "mine.csv"),
+                  "--big-five", "0.5,-0.2,0.1,0.3,-0.4", "--save")
+    assert adapted.code == 0, adapted.err
+    assert "adapted pa-iaa" in adapted.out and "10 ratings" in adapted.out
+    assert "bytes: 13 per-user numbers" in adapted.out  # offset, design centre and θ: no network weights
+
+    model = load(tmp_path / "run")
+    assert "newcomer" in model.profiles
+    stored = model.profiles.load("newcomer")
+    assert stored.big_five == pytest.approx([0.5, -0.2, 0.1, 0.3, -0.4])
+    assert set(stored.user_model.state_dict()) == {"offset", "x_center", "theta"}  # the taste, not the network
+    ids = [data.images[i] for i in rater.image_index[10:20]]
+    by_path = model.score([str(image_dir / "images" / name) for name in ids], user="newcomer")
+    by_id = model.score(ids, user="newcomer")
+    np.testing.assert_allclose(by_path, by_id, rtol=0, atol=1e-5)  # a file and its dataset id score the same
+    lo, hi = data.score_range
+    assert ((by_path >= lo) & (by_path <= hi)).all() and np.ptp(by_path) > 0  # the score depends on the image
+
+    # zero-shot from Big-Five: the taste weights are the link's prediction for these traits, and
+    # two personalities score the same images differently
+    method = model.method
+    b5 = data.users.set_index("user").loc[rater.user, list(BIG_FIVE)].to_numpy(np.float64)
+    zero = method.adapt(np.zeros((0, data.feature_dim), np.float32), np.zeros(0), big_five=b5)
+    np.testing.assert_allclose(zero.fitted.theta[1:], method.link.weights(b5[None])[0], rtol=1e-6)
+    other = method.adapt(np.zeros((0, data.feature_dim), np.float32), np.zeros(0), big_five=-b5)
+    x = np.asarray(data.features[rater.image_index[:20]])
+    assert np.abs(zero.predict(x) - other.predict(x)).max() > 1e-6

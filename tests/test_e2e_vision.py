@@ -45,3 +45,21 @@ def test_blg_piaa_meta_trains_and_adapts_a_resnet18_on_images(tmp_path):
     assert pred.shape == (len(rater) - 10,) and np.isfinite(pred).all()
     moved = [k for k, v in user.params.items() if k.startswith("backbone.") and not torch.equal(v, before[k])]
     assert moved  # test-time adaptation reaches the backbone too
+
+
+def test_pa_iaa_trains_a_resnet18_under_its_trunk_and_personalises_from_big_five(tmp_path):
+    spec = DemoSpec(n_train_raters=6, n_test_raters=3, n_personality_raters=2, raters_per_image=3, train_ratings=(24, 30),
+                    test_ratings=(30, 34), likes_per_personality_rater=5, feature_dim=16, latent_dim=6)
+    path = write_demo(tmp_path / "data", seed=1, spec=spec)
+    render_images(path, size=32)
+    data = read_dataset(path, pixels=True)
+    model = create_method("pa-iaa", backbone="resnet18", device="cpu", trunk=(16,), epochs=1, batch_size=32, min_prior_ratings=10)
+    model.fit(data.without("test"), seed=0)
+    assert model.net.backbone is not None and model.personality_available
+    rater = data.raters("test")[0]
+    x = np.asarray(data.features[rater.image_index])
+    user = model.adapt(x[:10], rater.scores[:10], seed=0)
+    pred = user.predict(x[10:])
+    assert pred.shape == (len(rater) - 10,) and np.isfinite(pred).all() and np.ptp(pred) > 0
+    b5 = np.array([0.5, -0.2, 0.1, 0.3, -0.4])
+    np.testing.assert_allclose(model.adapt(x[:0], rater.scores[:0], big_five=b5).fitted.theta[1:], model.link.weights(b5), rtol=1e-6)

@@ -42,6 +42,7 @@ def adapt_new_user(user: str, ratings: Path, *, run, save: bool, big_five, seed:
         profiles.model_id()  # a foreign, newer or damaged store is refused before anything is printed
     profile = adapt_from_csv(model, ratings, user=user, big_five=traits, seed=seed)
     out.print(f"user {profile.user}: adapted {model.method_name} ({model.model_id}) from {profile.n_ratings} ratings")
+    out.print(f"profile: {len(profile.state_bytes()):,} bytes: {profile.holds()}")
     if not save:
         out.print("not stored (add --save to keep this profile)")
         return

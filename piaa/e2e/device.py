@@ -23,6 +23,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda", torch.cuda.current_device())
 
 
+def loading_device(name: str) -> torch.device:
+    """Where a saved run's model goes: the CPU when it was configured so, else CUDA when there is
+    one (a run trained on a GPU still loads on a machine without one)."""
+    return resolve_device("cpu" if name == "cpu" else "auto")
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
     """float16 autocast on CUDA when `enabled`; a no-op on the CPU (float32 there)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -37,6 +37,22 @@ def lr_scales(names: Sequence[str], backbone_scale: float) -> dict[str, float]:
     """Per-parameter multipliers of a learning rate: `backbone_scale` for backbone weights, 1 for the
     head (BLG-PIAA: backbone 1e-4 with head 1e-3, i.e. 0.1)."""
     return {k: (backbone_scale if k.startswith(BACKBONE_PREFIX) else 1.0) for k in names}
+
+
+def build_model(
+    config: Any, feature_model: Callable[[], nn.Module], image_model: Callable[[nn.Module, int], nn.Module], *, initial_weights: bool = True
+) -> tuple[nn.Module, list[str]]:
+    """The model a method's config asks for, and its notes. `config.backbone` empty (the default):
+    `feature_model()` on the dataset's features. Otherwise `image_model(backbone, feature_dim)` on the
+    named trainable backbone, started from `config.backbone_weights`, or, when `initial_weights` is
+    False (a run being loaded: its trained weights follow), from a plain random init. The notes say
+    where the backbone's weights came from (none on the feature path or when loading)."""
+    if not config.backbone:
+        return feature_model(), []
+    from piaa.e2e.backbones import build_backbone
+
+    built = build_backbone(config.backbone, config.backbone_weights if initial_weights else "")
+    return image_model(built.module, built.dim), [built.note] if initial_weights else []
 
 
 def build_image_model(backbone: str, weights: str, hidden: Sequence[int], dropout: float) -> tuple[ImageScoreModel, str]:
@@ -94,10 +110,3 @@ class ImageRegressor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.standardize(x)).squeeze(-1)
-
-
-def build_image_regressor(backbone: str, weights: str, hidden: Sequence[int], dropout: float) -> tuple[ImageRegressor, str]:
-    from piaa.e2e.backbones import build_backbone
-
-    built = build_backbone(backbone, weights)
-    return ImageRegressor(built.module, built.dim, hidden, dropout), built.note

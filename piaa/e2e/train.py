@@ -4,7 +4,6 @@ precision on a GPU, the weights of the best held-out epoch kept, data parallel u
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -16,8 +15,8 @@ from piaa import distributed
 from piaa.e2e.device import autocast
 from piaa.errors import ConfigError
 from piaa.e2e.model import BACKBONE_PREFIX
-from piaa.progress import progress_bar
 from piaa.seeding import numpy_rng, torch_seeded
+from piaa.training import train_with_early_stopping
 
 
 class RatedImages(Dataset):
@@ -103,44 +102,35 @@ def fit_on_images(
         summed = distributed.weighted_sum({k: torch.tensor(v, dtype=torch.float64) for k, v in values.items()}, 1.0, group)
         return {k: float(v) for k, v in summed.items()}
 
-    log: list[dict[str, Any]] = []
-    best, best_loss, since_best = copy.deepcopy(model.state_dict()), float("inf"), 0
-    with torch_seeded(seed, "image-train"), progress_bar(label, total=epochs, enabled=progress) as advance:
-        for epoch in range(epochs):
-            model.train()
-            batches = global_batches(train[shuffle.permutation(len(train))], batch_size, group.world_size)
-            loader = DataLoader(data, batch_sampler=_RankBatches(batches, group), num_workers=workers, pin_memory=pin)
-            err_sum = 0.0
-            for batch, (xb, yb, wb) in zip(batches, loader):
-                err = weighted_error(xb, yb, wb)
-                loss = err / max(float(w[batch].sum()), 1e-12)  # normalised by the whole batch's weight
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if group.active:  # every process ends with the whole batch's gradient
-                    params = {k: p for k, p in model.named_parameters() if p.grad is not None}
-                    summed = distributed.weighted_sum({k: p.grad for k, p in params.items()}, 1.0, group)
-                    for k, p in params.items():
-                        p.grad.copy_(summed[k])
-                scaler.step(opt)
-                scaler.update()
-                err_sum += float(err.detach())
-            train_loss = total({"e": err_sum})["e"] / max(float(w[train].sum()), 1e-12)
-            val_loss = train_loss
-            if n_val:
-                model.eval()
-                with torch.no_grad():
-                    loader = DataLoader(data, batch_sampler=[b.tolist() for b in global_batches(val_part, batch_size, 1)],
-                                        num_workers=workers, pin_memory=pin)
-                    err_val = sum(float(weighted_error(*b)) for b in loader)
-                val_loss = total({"e": err_val})["e"] / max(float(w[val].sum()), 1e-12)
-            log.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss})
-            advance(1)
-            if val_loss < best_loss - 1e-6:
-                best, best_loss, since_best = copy.deepcopy(model.state_dict()), val_loss, 0
-            else:
-                since_best += 1
-                if since_best >= patience:
-                    break
-    model.load_state_dict(best)
-    model.eval()
-    return log
+    def run_epoch(epoch: int) -> dict[str, Any]:
+        model.train()
+        batches = global_batches(train[shuffle.permutation(len(train))], batch_size, group.world_size)
+        loader = DataLoader(data, batch_sampler=_RankBatches(batches, group), num_workers=workers, pin_memory=pin)
+        err_sum = 0.0
+        for batch, (xb, yb, wb) in zip(batches, loader):
+            err = weighted_error(xb, yb, wb)
+            loss = err / max(float(w[batch].sum()), 1e-12)  # normalised by the whole batch's weight
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if group.active:  # every process ends with the whole batch's gradient
+                params = {k: p for k, p in model.named_parameters() if p.grad is not None}
+                summed = distributed.weighted_sum({k: p.grad for k, p in params.items()}, 1.0, group)
+                for k, p in params.items():
+                    p.grad.copy_(summed[k])
+            scaler.step(opt)
+            scaler.update()
+            err_sum += float(err.detach())
+        train_loss = total({"e": err_sum})["e"] / max(float(w[train].sum()), 1e-12)
+        val_loss = train_loss
+        if n_val:
+            model.eval()
+            with torch.no_grad():
+                loader = DataLoader(data, batch_sampler=[b.tolist() for b in global_batches(val_part, batch_size, 1)],
+                                    num_workers=workers, pin_memory=pin)
+                err_val = sum(float(weighted_error(*b)) for b in loader)
+            val_loss = total({"e": err_val})["e"] / max(float(w[val].sum()), 1e-12)
+        return {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss}
+
+    # every process sees the same (all-reduced) val_loss, so all stop at the same epoch
+    with torch_seeded(seed, "image-train"):
+        return train_with_early_stopping(model, run_epoch, epochs=epochs, patience=patience, progress=progress, label=label)

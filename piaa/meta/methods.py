@@ -19,8 +19,8 @@ import torch
 
 from piaa import distributed
 from piaa.e2e.backbones import TRAINABLE_BACKBONES
-from piaa.e2e.device import DEVICES, on_device, resolve_device
-from piaa.e2e.model import GroupLR, build_image_model, lr_scales
+from piaa.e2e.device import DEVICES, loading_device, on_device, resolve_device
+from piaa.e2e.model import GroupLR, ImageScoreModel, build_model, lr_scales
 from piaa.e2e.train import fit_on_images
 from piaa.errors import ConfigError
 from piaa.learn2learn_import import import_learn2learn
@@ -136,7 +136,10 @@ class AdaptedUserModel(UserModel):
         return denormalise(out.double().cpu().numpy(), self.method.score_range)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.params.items()}
+        """Only the tensors that differ from the meta-learned prior (none at 0 shots or step size 0;
+        after adapting, every adapted tensor: end to end that is the whole backbone and head)."""
+        prior = self.method.meta["params"]
+        return {k: v.detach().cpu().clone() for k, v in self.params.items() if not torch.equal(v, prior[k])}
 
 
 class MetaLearnedHead(Method):
@@ -165,13 +168,13 @@ class MetaLearnedHead(Method):
 
     # -- building ---------------------------------------------------------------------------------
     def _build(self, dim: int, *, initial_weights: bool = True) -> torch.nn.Module:
-        if self.uses_images:  # end to end: the input rows are pixels (piaa.e2e)
-            weights = self.config.backbone_weights if initial_weights else ""
-            module, note = build_image_model(self.config.backbone, weights, self.config.hidden, self.config.dropout)
-            if initial_weights:
-                self._notes = [note]
-            return module
-        return ScoreHead(dim, self.config.hidden, self.config.dropout)
+        """The feature head, or end to end (a backbone named) a model whose input rows are pixels (piaa.e2e)."""
+        cfg = self.config
+        module, notes = build_model(cfg, lambda: ScoreHead(dim, cfg.hidden, cfg.dropout),
+                                    lambda net, width: ImageScoreModel(net, width, cfg.hidden, cfg.dropout), initial_weights=initial_weights)
+        if initial_weights and self.uses_images:
+            self._notes = notes
+        return module
 
     def _inner_optimizer(self, kind: str, lr: float):
         """Inner/test-time optimiser; end to end, the backbone steps at backbone_lr_scale of the head."""
@@ -353,6 +356,18 @@ class MetaLearnedHead(Method):
         self.module.eval()
         return AdaptedUserModel(self, {k: v.detach() for k, v in params.items()})
 
+    def user_model_from_state(self, state: Mapping[str, torch.Tensor]) -> UserModel:
+        """A rater's model from `AdaptedUserModel.state_dict()`: the prior with the stored tensors in place."""
+        self.check_fitted()
+        prior = self.meta["params"]
+        unknown = sorted(set(state) - set(prior))
+        if unknown:
+            raise ConfigError(f"{self.name} profile holds {unknown[0]!r}, which is not a parameter of this model")
+        for k, v in state.items():
+            if v.shape != prior[k].shape:
+                raise ConfigError(f"{self.name} profile: tensor {k!r} has shape {tuple(v.shape)}, the model's is {tuple(prior[k].shape)}")
+        return AdaptedUserModel(self, {k: (state[k].to(self.device) if k in state else v.detach().clone()) for k, v in prior.items()})
+
     # -- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
         self.check_fitted()
@@ -373,7 +388,7 @@ class MetaLearnedHead(Method):
         self.module = self._build(dim, initial_weights=False)  # the trained weights follow
         self.module.load_state_dict({**self.meta["params"], **self.buffers})
         if self.uses_images:  # a run trained on a GPU still loads where there is none ("auto")
-            self.device = resolve_device("cpu" if self.config.device == "cpu" else "auto")
+            self.device = loading_device(self.config.device)
             self.module.to(self.device)
             self.meta = {g: {k: v.to(self.device) for k, v in p.items()} for g, p in self.meta.items()}
             self.buffers = {k: v.to(self.device) for k, v in self.buffers.items()}

@@ -9,10 +9,32 @@ Personality: (liked image, Big-Five of the rater who liked it) pairs from likes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from piaa.tasks.format import BIG_FIVE, RaterDataset
+
+
+class LazyRows:
+    """Rows `index` of a row-indexable source (end to end: a PixelArray of decoded images), taken
+    only when a batch is asked for, so a training set of images never sits in memory at once.
+    Indexing gives another LazyRows; `np.asarray` decodes."""
+
+    def __init__(self, source: Any, index: np.ndarray):
+        self.source, self.index = source, np.asarray(index, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, idx: Any) -> "LazyRows":
+        return LazyRows(self.source, self.index[idx])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if not len(self.index):
+            return np.zeros((0, self.source.shape[1]), dtype=dtype or np.float32)
+        rows = np.asarray(self.source[self.index], dtype=np.float32)
+        return rows.astype(dtype) if dtype is not None else rows
 
 
 def score_bins(score_range: tuple[float, float]) -> np.ndarray:

@@ -6,6 +6,9 @@ known, as in PARA; else from personality raters' likes, as with PsychoFlickr), a
 prior from train raters. `personality["link"]["source"]` and `notes()` say which link was used.
 adapt: posterior (γ, w) of s_user = offset + γ · s_generic + w · p from the support set, around the
 Big-Five prediction when the rater's Big-Five is known (0 shots: the prediction alone).
+End to end (`backbone` set, the dataset's `images_root` read as pixels): the trunk sits on a trainable
+backbone that learns with it, at `backbone_lr_scale` of the trunk's rate, on the aesthetics
+distributions and the personality raters' liked images alike; the fusion above is unchanged.
 """
 
 from __future__ import annotations
@@ -17,9 +20,13 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from piaa.e2e.backbones import TRAINABLE_BACKBONES
+from piaa.e2e.device import DEVICES, loading_device, resolve_device
+from piaa.e2e.model import build_model
 from piaa.errors import ConfigError, DataError
 from piaa.method import Method, MethodConfig, UserModel
 from piaa.personality.data import (
+    LazyRows,
     generic_distributions,
     personality_examples,
     personality_unavailable,
@@ -60,6 +67,12 @@ class PAIAAConfig(MethodConfig):
     link_ratings_l2: float = 0.05  # ridge of the link learned from ratings (per rater, relative to the Big-Five spread)
     min_link_raters: int = 10  # "auto" learns the link from ratings when this many train raters have a Big-Five
     threads: int = 1  # torch threads while training and scoring (0: torch's default)
+    # end to end on images (dataset.json's images_root; see docs/distributed.md): the trunk on a backbone
+    backbone: str = ""  # "" = features (default) | small-cnn (built in) | resnet18 (vision extra)
+    backbone_weights: str = ""  # a local .safetensors/.pth state dict; "" = seeded random initialisation
+    backbone_lr_scale: float = 0.1  # backbone lr / trunk and heads lr
+    device: str = "auto"  # auto | cpu | cuda (end to end only; the feature path runs on the CPU)
+    amp: bool = True  # float16 autocast while training, on CUDA only
 
 
 class PAUserModel(UserModel):
@@ -90,16 +103,26 @@ class PersonalityAssisted(Method):
             raise ConfigError(f"PAIAAConfig.aesthetics_loss: expected one of {', '.join(DISTRIBUTION_LOSSES)}, got {self.config.aesthetics_loss!r}")
         if self.config.link_source not in LINK_SOURCES:
             raise ConfigError(f"PAIAAConfig.link_source: expected one of {', '.join(LINK_SOURCES)}, got {self.config.link_source!r}")
+        if self.config.backbone:
+            TRAINABLE_BACKBONES.get(self.config.backbone)  # an unknown name is a ConfigError naming the closest one
+            if self.config.device not in DEVICES or self.config.backbone_lr_scale <= 0:
+                raise ConfigError(f"PAIAAConfig: device must be one of {', '.join(DEVICES)} and backbone_lr_scale positive, "
+                                  f"got device={self.config.device!r}, backbone_lr_scale={self.config.backbone_lr_scale}")
         self.net: PersonalityAssistedNet | None = None
         self.link: TasteLink | None = None
         self.prior: TastePrior | None = None
         self.pool_center: np.ndarray | None = None
         self.personality: dict[str, Any] = {"available": False, "reason": "not fitted"}
+        self._notes: list[str] = []  # end to end: where the backbone's weights came from
 
     # -- capabilities ----------------------------------------------------------------------------
     @property
     def personality_available(self) -> bool:
         return bool(self.personality.get("available"))
+
+    @property
+    def uses_images(self) -> bool:
+        return bool(self.config.backbone)
 
     @property
     def uses_big_five(self) -> bool:
@@ -111,11 +134,11 @@ class PersonalityAssisted(Method):
         if self.personality_available:
             link = self.personality.get("link") or {}
             if link.get("source") == "ratings":
-                return [f"pa-iaa: Big-Five link learned from {link.get('n_raters')} training raters' own ratings (their Big-Five is known)"]
+                return [*self._notes, f"pa-iaa: Big-Five link learned from {link.get('n_raters')} training raters' own ratings (their Big-Five is known)"]
             if link.get("source") == "likes":
-                return [f"pa-iaa: Big-Five link learned from {link.get('n_raters')} personality raters' likes"]
-            return []
-        return [
+                return [*self._notes, f"pa-iaa: Big-Five link learned from {link.get('n_raters')} personality raters' likes"]
+            return list(self._notes)
+        return [*self._notes,
             f"pa-iaa: personality head not trained ({self.personality.get('reason')}); personalisation only "
             "re-weights the generic score, and zero-shot prediction from Big-Five is unavailable"
         ]
@@ -136,7 +159,7 @@ class PersonalityAssisted(Method):
         order = rng.permutation(len(generic.image_index))
         n_val = int(round(len(order) * cfg.val_fraction)) if len(order) >= 20 else 0
         g_all = TaskData(
-            x=np.asarray(data.features[generic.image_index], dtype=np.float32),
+            x=self._rows(data, generic.image_index),
             y=generic.dist,
             w=generic.n_votes.astype(np.float32),
         )
@@ -159,20 +182,22 @@ class PersonalityAssisted(Method):
             raters = raters[numpy_rng(seed, "pa-iaa", "holdout").permutation(len(raters))]
             n_hold = int(round(len(raters) * cfg.personality_holdout)) if len(raters) >= 5 else 0
             held = np.isin(ex.user, raters[:n_hold])
-            p_all = TaskData(x=np.asarray(data.features[ex.image_index], dtype=np.float32), y=ex.big_five, w=np.ones(len(ex.user), np.float32))
+            p_all = TaskData(x=self._rows(data, ex.image_index), y=ex.big_five, w=np.ones(len(ex.user), np.float32))
             p_split = (p_all.take(np.flatnonzero(~held)), p_all.take(np.flatnonzero(held)))
             heldout = p_split[1]
         else:
             warnings.warn(f"pa-iaa: {reason}; training the aesthetics head only (no personality fusion, no zero-shot)", stacklevel=3)
 
         with torch_seeded(seed, "pa-iaa", "init"):
-            self.net = PersonalityAssistedNet(data.feature_dim, bins, cfg.trunk, cfg.dropout)
-        self.net.standardize.fit(g_all.x)
+            self.net = self._build(data.feature_dim, bins)
+        if not self.uses_images:
+            self.net.standardize.fit(g_all.x)
         self.fit_log = train_multitask(
             self.net, g_split, p_split,
             distribution_loss=DISTRIBUTION_LOSSES[cfg.aesthetics_loss], personality_weight=cfg.personality_weight,
             epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-            patience=cfg.patience, seed=seed, progress=progress,
+            patience=cfg.patience, seed=seed, progress=progress, backbone_lr_scale=cfg.backbone_lr_scale,
+            device=resolve_device(cfg.device) if self.uses_images else torch.device("cpu"), amp=cfg.amp,
         )
 
         if reason is None:
@@ -188,10 +213,26 @@ class PersonalityAssisted(Method):
         self.fit_log.append({"event": "personality", **self.personality})
         return self
 
+    def _build(self, dim: int, bins: np.ndarray, *, initial_weights: bool = True) -> PersonalityAssistedNet:
+        """The network on `dim`-wide features, or end to end on a backbone of the configured name."""
+        cfg = self.config
+        net, notes = build_model(cfg, lambda: PersonalityAssistedNet(dim, bins, cfg.trunk, cfg.dropout),
+                                 lambda backbone, width: PersonalityAssistedNet(width, bins, cfg.trunk, cfg.dropout, backbone=backbone),
+                                 initial_weights=initial_weights)
+        if initial_weights and self.uses_images:
+            self._notes = notes
+        return net
+
+    def _rows(self, data: RaterDataset, index: np.ndarray) -> np.ndarray | LazyRows:
+        """The input rows of images `index`: features, or end to end their pixels, decoded when used."""
+        if self.uses_images:
+            return LazyRows(data.features, index)
+        return np.asarray(data.features[index], dtype=np.float32)
+
     def _fit_link(self, data: RaterDataset, generic_images: np.ndarray, seed: int) -> None:
         ex = personality_examples(data)
         pool = np.unique(np.concatenate([generic_images, ex.image_index]))
-        s, _, p = predict_heads(self.net, np.asarray(data.features[pool], dtype=np.float32))
+        s, _, p = predict_heads(self.net, self._rows(data, pool))
         raters = sorted(set(ex.user))
         pos = {u: i for i, u in enumerate(raters)}
         col = np.searchsorted(pool, ex.image_index)
@@ -216,7 +257,7 @@ class PersonalityAssisted(Method):
         groups = []
         for user in raters:
             rater = data.rater(user)
-            groups.append((self.design(data.features[rater.image_index]), rater.scores.astype(np.float64)))
+            groups.append((self.design(self._rows(data, rater.image_index)), rater.scores.astype(np.float64)))
         b5 = data.users.set_index("user").loc[raters, list(BIG_FIVE)].to_numpy(np.float64)
         self.link = fit_taste_link_from_ratings(groups, b5, l2=self.config.link_ratings_l2)
         thetas, kept = rater_tastes(groups, min_ratings=self.config.min_prior_ratings)
@@ -233,7 +274,7 @@ class PersonalityAssisted(Method):
     def _fit_prior(self, data: RaterDataset) -> None:
         train = data.ratings[data.ratings["user"].isin(set(data.users_in("train")))]
         images = np.unique(train["image_index"].to_numpy())
-        rows = self.design(data.features[images])  # one batched pass over the training images
+        rows = self.design(self._rows(data, images))  # one batched pass over the training images
         self.pool_center = rows.mean(axis=0)
         groups = []
         for rater in data.raters("train"):
@@ -248,8 +289,9 @@ class PersonalityAssisted(Method):
     def heads(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(generic score [n] on the dataset's scale, personality [n, 5] in [-1, 1])."""
         self.check_fitted("net")
+        rows = x if isinstance(x, LazyRows) else self.check_features(x)
         with torch_threads(self.config.threads):
-            s, _, p = predict_heads(self.net, self.check_features(x))
+            s, _, p = predict_heads(self.net, rows)
         return s, p
 
     def generic_score(self, x: np.ndarray) -> np.ndarray:
@@ -274,11 +316,23 @@ class PersonalityAssisted(Method):
         fitted = posterior_taste(x, y, prior, pool_center=self.pool_center)
         return PAUserModel(self, fitted, zero_shot=len(y) == 0)
 
+    def user_model_from_state(self, state: Mapping[str, torch.Tensor]) -> UserModel:
+        """A rater's model from `PAUserModel.state_dict()`: 13 numbers, whatever the network's size."""
+        self.check_fitted()
+        expected = {"offset", "x_center", "theta"}
+        if set(state) != expected:
+            raise ConfigError(f"pa-iaa profile holds {sorted(state)}, expected {sorted(expected)}")
+        fitted = FittedTaste(offset=float(state["offset"][0]), x_center=state["x_center"].numpy().astype(np.float64),
+                             theta=state["theta"].numpy().astype(np.float64))
+        if fitted.theta.shape != self.prior.mean.shape or fitted.x_center.shape != self.prior.mean.shape:
+            raise ConfigError(f"pa-iaa profile: theta has {fitted.theta.shape[0]} values, this model's fusion has {self.prior.mean.shape[0]}")
+        return PAUserModel(self, fitted, zero_shot=bool(np.array_equal(fitted.x_center, self.pool_center)))  # 0 shots: centred on the pool
+
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
         self.check_fitted()
         f64 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))  # noqa: E731
-        state = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        state = {f"net.{k}": v.cpu() for k, v in self.net.state_dict().items()}
         state.update({"prior.mean": f64(self.prior.mean), "prior.cov": f64(self.prior.cov), "prior.noise": f64([self.prior.noise]), "pool_center": f64(self.pool_center)})
         if self.link is not None:
             state.update({"link.matrix": f64(self.link.matrix), "link.generic_coef": f64([self.link.generic_coef])})
@@ -287,11 +341,13 @@ class PersonalityAssisted(Method):
         return state
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        dim = int(state["net.standardize.mean"].shape[0])
+        dim = int(state["net.standardize.mean"].shape[0]) if "net.standardize.mean" in state else 0  # end to end: no standardiser
         bins = state["net.bins"].numpy()
-        self.net = PersonalityAssistedNet(dim, bins, self.config.trunk, self.config.dropout)
+        self.net = self._build(dim, bins, initial_weights=False)  # the trained weights follow
         self.net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
         self.net.eval()
+        if self.uses_images:
+            self.net.to(loading_device(self.config.device))
         self.prior = TastePrior(mean=state["prior.mean"].numpy().copy(), cov=state["prior.cov"].numpy().copy(), noise=float(state["prior.noise"][0]))
         self.pool_center = state["pool_center"].numpy().copy()
         if "link.matrix" in state:
@@ -299,10 +355,11 @@ class PersonalityAssisted(Method):
             self.link = TasteLink(matrix=state["link.matrix"].numpy().copy(), generic_coef=float(state["link.generic_coef"][0]), n_raters=0, center=center)
 
     def extra_state(self) -> dict[str, Any]:
-        return {**super().extra_state(), "personality": self.personality}
+        return {**super().extra_state(), "personality": self.personality, "notes": self._notes}
 
     def load_extra_state(self, extra: Mapping[str, Any]) -> None:
         super().load_extra_state(extra)
         self.personality = dict(extra.get("personality") or {"available": self.link is not None, "reason": None})
+        self._notes = [str(n) for n in extra.get("notes", [])]
         if self.link is not None and "link" in self.personality:
             self.link = TasteLink(self.link.matrix, self.link.generic_coef, int(self.personality["link"].get("n_raters", 0)), self.link.center)

@@ -1,4 +1,5 @@
-"""The multi-task network: a shared trunk over image features, two heads.
+"""The multi-task network: a shared trunk over image features (or, end to end, over a trainable
+backbone's features of the pixels), two heads.
 
 aesthetics head → softmax over the score bins (its mean is the generic score);
 personality head → five tanh outputs in O, C, E, A, N order, read as "the Big-Five of the people
@@ -8,12 +9,14 @@ who like this image". No BatchNorm, so the network behaves the same in train and
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from piaa.e2e.model import PixelRows
 from piaa.nn import FeatureStandardizer, as_tensor
 
 
@@ -36,11 +39,14 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 class PersonalityAssistedNet(nn.Module):
-    def __init__(self, in_dim: int, bins: Sequence[float], trunk: Sequence[int] = (256, 128), dropout: float = 0.2):
+    def __init__(self, in_dim: int, bins: Sequence[float], trunk: Sequence[int] = (256, 128), dropout: float = 0.2,
+                 backbone: nn.Module | None = None):
+        """`backbone` (end to end): input rows are pixels, turned into `in_dim` features by it."""
         super().__init__()
         if not trunk:
             raise ValueError("the shared trunk needs at least one hidden layer")
-        self.standardize = FeatureStandardizer(in_dim)
+        self.backbone = backbone
+        self.standardize = FeatureStandardizer(in_dim) if backbone is None else PixelRows()
         layers: list[nn.Module] = []
         last = in_dim
         for width in trunk:
@@ -55,8 +61,15 @@ class PersonalityAssistedNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(score distribution [n, bins] summing to one, personality [n, 5] in [-1, 1])."""
-        h = self.trunk(self.standardize(x))
+        h = self.trunk(self.features(x))
         return torch.softmax(self.aesthetics(h), dim=-1), torch.tanh(self.personality(h))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What the trunk sees: standardised feature rows, or the backbone's features of pixel rows."""
+        if self.backbone is None:
+            return self.standardize(x)
+        side = math.isqrt(x.shape[-1] // 3)
+        return self.backbone(x.reshape(-1, 3, side, side))
 
     def generic_score(self, dist: torch.Tensor) -> torch.Tensor:
         """Mean of a predicted distribution, on the dataset's score scale."""
@@ -64,16 +77,20 @@ class PersonalityAssistedNet(nn.Module):
 
 
 @torch.no_grad()
-def predict_heads(net: PersonalityAssistedNet, x: np.ndarray, batch: int = 65536) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(generic score [n], distribution [n, bins], personality [n, 5]) as float64 numpy, in eval mode."""
+def predict_heads(net: PersonalityAssistedNet, x: np.ndarray, batch: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(generic score [n], distribution [n, bins], personality [n, 5]) as float64 numpy, in eval mode.
+
+    `x` is anything row-sliceable (pixel rows are decoded one batch at a time, 256 images each)."""
+    batch = batch or (65536 if net.backbone is None else 256)
+    device = net.bins.device
     was_training = net.training
     net.eval()
     scores, dists, pers = [], [], []
     for i in range(0, len(x), batch):
-        dist, p = net(as_tensor(np.asarray(x[i : i + batch])))
-        scores.append(net.generic_score(dist).double().numpy())
-        dists.append(dist.double().numpy())
-        pers.append(p.double().numpy())
+        dist, p = net(as_tensor(np.asarray(x[i : i + batch])).to(device))
+        scores.append(net.generic_score(dist).double().cpu().numpy())
+        dists.append(dist.double().cpu().numpy())
+        pers.append(p.double().cpu().numpy())
     net.train(was_training)
     if not scores:
         return np.zeros(0), np.zeros((0, len(net.bins))), np.zeros((0, 5))

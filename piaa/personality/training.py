@@ -4,6 +4,8 @@ One epoch walks through the generic-aesthetics examples in batches; after every 
 one personality batch (cycling through the likes), so both tasks shape the shared trunk at the same
 pace. Early stopping watches the sum of both validation losses: held-out images for aesthetics, held-out
 personality raters for personality (whole raters, so the report measures generalisation to new people).
+End to end the examples are pixel rows (`LazyRows` of the dataset's images, decoded a batch at a
+time), the backbone learns at its own rate, and batches go to the device (float16 autocast on CUDA).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from piaa.e2e.device import autocast
+from piaa.e2e.train import param_groups
 from piaa.metrics import plcc
 from piaa.nn import as_tensor
+from piaa.personality.data import LazyRows
 from piaa.personality.model import PersonalityAssistedNet, predict_heads
 from piaa.seeding import numpy_rng, torch_seeded
 from piaa.training import train_with_early_stopping
@@ -26,9 +31,9 @@ TRAITS = tuple(t[0].upper() for t in BIG_FIVE)  # O, C, E, A, N
 
 @dataclass(frozen=True)
 class TaskData:
-    """One task's examples: features rows, targets, per-example weights."""
+    """One task's examples: features rows (or LazyRows of images), targets, per-example weights."""
 
-    x: np.ndarray
+    x: np.ndarray | LazyRows
     y: np.ndarray
     w: np.ndarray
 
@@ -57,45 +62,80 @@ def train_multitask(
     patience: int,
     seed: int,
     progress: bool = False,
+    backbone_lr_scale: float = 0.1,
+    device: torch.device = torch.device("cpu"),
+    amp: bool = False,
 ) -> list[dict[str, Any]]:
     """Adam over alternating batches; keeps the best epoch by validation loss. Returns the epoch log.
 
     `generic` and `personality` are (train, validation) pairs; `personality=None` trains the
-    aesthetics head alone (a dataset without personality raters).
+    aesthetics head alone (a dataset without personality raters). With a backbone in `net`, its
+    weights learn at `backbone_lr_scale` times `lr`.
     """
     rng = numpy_rng(seed, "pa-iaa", "batches")
-    epoch = _MultitaskEpoch(net, generic, personality, distribution_loss, personality_weight, batch_size, rng)
+    net.to(device)
+    epoch = _MultitaskEpoch(net, generic, personality, distribution_loss, personality_weight, batch_size, rng, device, amp)
     with torch_seeded(seed, "pa-iaa", "train"):
-        epoch.opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+        params = net.parameters() if net.backbone is None else param_groups(net, lr, backbone_lr_scale)
+        epoch.opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
         return train_with_early_stopping(net, epoch, epochs=epochs, patience=patience, progress=progress, label="pa-iaa multi-task")
 
 
-def _tensors(d: TaskData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return as_tensor(d.x), as_tensor(d.y), as_tensor(d.w)
+def _tensors(d: TaskData, device: torch.device) -> tuple[torch.Tensor | LazyRows, torch.Tensor, torch.Tensor]:
+    """Features as one tensor; images stay LazyRows (decoded per batch by `_rows`)."""
+    x = d.x if isinstance(d.x, LazyRows) else as_tensor(d.x).to(device)
+    return x, as_tensor(d.y).to(device), as_tensor(d.w).to(device)
+
+
+def _rows(x: torch.Tensor | LazyRows, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if isinstance(x, LazyRows):
+        return as_tensor(np.asarray(x[idx.numpy()])).to(device, non_blocking=True)
+    return x[idx]
 
 
 class _MultitaskEpoch:
     """One epoch of the multi-task training: each aesthetics batch is followed by a personality
     batch (drawn in turn from a reshuffled order); its log entry's val_loss is the weighted sum."""
 
-    def __init__(self, net, generic, personality, distribution_loss, personality_weight: float, batch_size: int, rng: np.random.Generator):
+    def __init__(self, net, generic, personality, distribution_loss, personality_weight: float, batch_size: int, rng: np.random.Generator,
+                 device: torch.device = torch.device("cpu"), amp: bool = False):
         self.net, self.loss, self.weight, self.batch_size, self.rng = net, distribution_loss, personality_weight, batch_size, rng
+        self.device, self.amp = device, amp
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")  # disabled: a plain backward and step
         self.opt: torch.optim.Optimizer | None = None
         self.g_train, self.g_val = generic
-        self.g, self.gv = _tensors(self.g_train), _tensors(self.g_val)
+        self.g, self.gv = _tensors(self.g_train, device), _tensors(self.g_val, device)
         self.personality = personality
         if personality is not None:
             self.p_train, self.p_val = personality
-            self.p, self.pv = _tensors(self.p_train), _tensors(self.p_val)
+            self.p, self.pv = _tensors(self.p_train, device), _tensors(self.p_val, device)
             self.p_order, self.p_pos = rng.permutation(len(self.p_train)), 0
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast(self.device, self.amp):
+            dist, p = self.net(x)
+        return dist.float(), p.float()
 
     def _step(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
 
     def _personality_loss(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return _weighted(((self.net(x)[1] - y) ** 2).mean(dim=-1), w)
+        return _weighted(((self._forward(x)[1] - y) ** 2).mean(dim=-1), w)
+
+    def _val_loss(self, data: tuple, rows_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> float:
+        """Weighted mean of `rows_loss(x, y)` over a validation set: features in one pass, images
+        a batch at a time."""
+        x, y, w = data
+        if not isinstance(x, LazyRows):
+            return float(_weighted(rows_loss(x, y), w))
+        total = 0.0
+        for start in range(0, len(x), self.batch_size):
+            idx = torch.arange(start, min(start + self.batch_size, len(x)))
+            total += float((w[idx] * rows_loss(_rows(x, idx, self.device), y[idx])).sum())
+        return total / float(w.sum())
 
     def _personality_batch(self) -> tuple[float, int]:
         if self.p_pos + self.batch_size > len(self.p_order):
@@ -103,16 +143,16 @@ class _MultitaskEpoch:
         pidx = torch.from_numpy(self.p_order[self.p_pos : self.p_pos + self.batch_size])
         self.p_pos += self.batch_size
         px, py, pw = self.p
-        ploss = self._personality_loss(px[pidx], py[pidx], pw[pidx])
+        ploss = self._personality_loss(_rows(px, pidx, self.device), py[pidx], pw[pidx])
         self._step(self.weight * ploss)
         return float(ploss.detach()) * len(pidx), len(pidx)
 
     def val_losses(self) -> tuple[float, float]:
         self.net.eval()
         with torch.no_grad():
-            gvx, gvy, gvw = self.gv
-            g = float(_weighted(self.loss(self.net(gvx)[0], gvy), gvw)) if len(self.g_val) else float("nan")
-            p = float(self._personality_loss(*self.pv)) if self.personality is not None and len(self.p_val) else float("nan")
+            g = self._val_loss(self.gv, lambda x, y: self.loss(self._forward(x)[0], y)) if len(self.g_val) else float("nan")
+            personality_rows = lambda x, y: ((self._forward(x)[1] - y) ** 2).mean(dim=-1)  # noqa: E731
+            p = self._val_loss(self.pv, personality_rows) if self.personality is not None and len(self.p_val) else float("nan")
         self.net.train()
         return g, p
 
@@ -124,7 +164,7 @@ class _MultitaskEpoch:
         g_n = p_n = 0
         for start in range(0, len(order), self.batch_size):
             idx = torch.from_numpy(order[start : start + self.batch_size])
-            loss = _weighted(self.loss(self.net(gx[idx])[0], gy[idx]), gw[idx])
+            loss = _weighted(self.loss(self._forward(_rows(gx, idx, self.device))[0], gy[idx]), gw[idx])
             self._step(loss)
             g_sum += float(loss.detach()) * len(idx)
             g_n += len(idx)
