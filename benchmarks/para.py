@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # piaa from this checkout
 from _report import write_section  # noqa: E402
 
 from piaa.tasks.feature_store import write_store  # noqa: E402

@@ -278,14 +278,24 @@ def read_header(path: Path, sep: str) -> list[str]:
     return [c.strip().strip('"').strip() for c in next(csv.reader([line], delimiter=sep))]
 
 
-def read_fast_table(path: Path, *, sep: str | None = None, text: list[str] | None = None) -> pd.DataFrame:
+def read_fast_table(path: Path, *, sep: str | None = None, text: list[str] | None = None, usecols: list[str] | None = None) -> pd.DataFrame:
     """A delimited table read fast. Columns named in `text` (default: all) are read as text with empty
     cells as ""; the others are parsed as numbers by the C reader where clean (a column holding a
-    non-number stays text so that `numeric_column` can name the cell). Header names are stripped."""
+    non-number stays text so that `numeric_column` can name the cell). With `usecols` (header names
+    as `read_header` gives them) only those columns are read. Header names are stripped."""
     sep = sep or sniff_delimiter(path)
     try:
         if text is None:
             df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+        elif usecols is not None:  # empty cells are NaN in number columns only: text columns need no fill
+            raw = pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8-sig", skipinitialspace=True).columns
+            named = {str(c).strip().strip('"').strip(): c for c in raw}  # the header as pandas names it
+            keep = [named[c] for c in usecols if c in named]
+            is_text = {named[c] for c in text if c in named}
+            df = pd.read_csv(
+                path, sep=sep, usecols=keep, dtype=dict.fromkeys(is_text, str), keep_default_na=False,
+                na_values={c: [""] for c in keep if c not in is_text}, encoding="utf-8-sig", skipinitialspace=True,
+            )
         else:
             raw = {c: str for c in text} | {f" {c}": str for c in text} | {f'"{c}"': str for c in text}
             df = pd.read_csv(path, sep=sep, dtype=raw, keep_default_na=False, na_values=[""], encoding="utf-8-sig", skipinitialspace=True)
@@ -294,7 +304,7 @@ def read_fast_table(path: Path, *, sep: str | None = None, text: list[str] | Non
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(str(path), f"cannot be parsed ({str(exc).splitlines()[0]})") from None
     df.columns = [str(c).strip().strip('"').strip() for c in df.columns]
-    for col in text or []:
+    for col in [] if usecols is not None else text or []:
         if col in df.columns:
             df[col] = df[col].fillna("").astype(str)
     df.attrs["edge_space"] = file_has_edge_space(path)  # text_column strips only when it can matter

@@ -97,8 +97,8 @@ def read_para_ratings(path: Path, notes: list[str]) -> tuple[pd.DataFrame, pd.Da
     """PARA-Images.csv → (ratings user,image,score; attributes user,image,<numeric attributes>)."""
     sep = sniff_delimiter(path)
     cols = find_columns(path, read_header(path, sep), {**RATING_COLUMNS, **ATTRIBUTE_COLUMNS, **LABEL_COLUMNS}, required=("image", "user", "score"))
-    text = [cols[k] for k in ("session", "image", "user", *LABEL_COLUMNS) if k in cols]
-    df = read_fast_table(path, sep=sep, text=text)
+    keep = [cols[k] for k in ("image", "user", "score", *ATTRIBUTE_COLUMNS) if k in cols]  # labels and sessions are not kept
+    df = read_fast_table(path, sep=sep, text=[cols["image"], cols["user"]], usecols=keep)
     ratings = pd.DataFrame({
         "user": text_column(df, cols["user"], path),
         "image": text_column(df, cols["image"], path),
