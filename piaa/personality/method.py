@@ -6,6 +6,8 @@ known, as in PARA; else from personality raters' likes, as with PsychoFlickr), a
 prior from train raters. `personality["link"]["source"]` and `notes()` say which link was used.
 adapt: posterior (γ, w) of s_user = offset + γ · s_generic + w · p from the support set, around the
 Big-Five prediction when the rater's Big-Five is known (0 shots: the prediction alone).
+With `attribute_weight` > 0 on a dataset with per-rating attributes (PARA's attributes.csv), an
+auxiliary head learns each image's mean attribute scores from the shared trunk, trained jointly.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from piaa.personality.data import (
 from piaa.personality.fusion import FittedTaste, TastePrior, design, estimate_taste_prior, posterior_taste
 from piaa.personality.link import TasteLink, fit_taste_link, fit_taste_link_from_ratings, rater_tastes, select_link_l2
 from piaa.personality.losses import DISTRIBUTION_LOSSES
-from piaa.personality.model import PersonalityAssistedNet, predict_heads, torch_threads
-from piaa.personality.training import TaskData, personality_quality, train_multitask
+from piaa.personality.model import PersonalityAssistedNet, predict_attributes, predict_heads, torch_threads
+from piaa.personality.training import TaskData, attribute_quality, personality_quality, train_multitask
 from piaa.seeding import numpy_rng, torch_seeded
 from piaa.tasks.format import BIG_FIVE, RaterDataset, parse_big_five
 
@@ -60,6 +62,7 @@ class PAIAAConfig(MethodConfig):
     link_ratings_l2: float = 0.05  # ridge of the link learned from ratings (per rater, relative to the Big-Five spread)
     min_link_raters: int = 10  # "auto" learns the link from ratings when this many train raters have a Big-Five
     threads: int = 1  # torch threads while training and scoring (0: torch's default)
+    attribute_weight: float = 0.0  # > 0: auxiliary head on the images' mean attribute scores (attributes.csv), loss scaled by this
 
 
 class PAUserModel(UserModel):
@@ -95,6 +98,7 @@ class PersonalityAssisted(Method):
         self.prior: TastePrior | None = None
         self.pool_center: np.ndarray | None = None
         self.personality: dict[str, Any] = {"available": False, "reason": "not fitted"}
+        self.attribute_names: list[str] = []  # the attribute head's outputs, in order (empty: no head)
 
     # -- capabilities ----------------------------------------------------------------------------
     @property
@@ -135,10 +139,12 @@ class PersonalityAssisted(Method):
         rng = numpy_rng(seed, "pa-iaa", "split")
         order = rng.permutation(len(generic.image_index))
         n_val = int(round(len(order) * cfg.val_fraction)) if len(order) >= 20 else 0
+        targets, attribute_stats = self._attribute_targets(data, generic.image_index, order[n_val:])
         g_all = TaskData(
             x=np.asarray(data.features[generic.image_index], dtype=np.float32),
             y=generic.dist,
             w=generic.n_votes.astype(np.float32),
+            a=targets,
         )
         g_split = (g_all.take(order[n_val:]), g_all.take(order[:n_val]))
 
@@ -166,15 +172,21 @@ class PersonalityAssisted(Method):
             warnings.warn(f"pa-iaa: {reason}; training the aesthetics head only (no personality fusion, no zero-shot)", stacklevel=3)
 
         with torch_seeded(seed, "pa-iaa", "init"):
-            self.net = PersonalityAssistedNet(data.feature_dim, bins, cfg.trunk, cfg.dropout)
+            self.net = PersonalityAssistedNet(data.feature_dim, bins, cfg.trunk, cfg.dropout, n_attributes=len(self.attribute_names))
         self.net.standardize.fit(g_all.x)
+        if attribute_stats is not None:
+            self.net.attribute_mean.copy_(torch.as_tensor(attribute_stats[0], dtype=torch.float32))
+            self.net.attribute_std.copy_(torch.as_tensor(attribute_stats[1], dtype=torch.float32))
         self.fit_log = train_multitask(
             self.net, g_split, p_split,
             distribution_loss=DISTRIBUTION_LOSSES[cfg.aesthetics_loss], personality_weight=cfg.personality_weight,
+            attribute_weight=cfg.attribute_weight if self.attribute_names else 0.0,
             epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
             patience=cfg.patience, seed=seed, progress=progress,
         )
 
+        if self.attribute_names and n_val:
+            self.fit_log.append({"event": "attributes", "names": list(self.attribute_names), **attribute_quality(self.net, g_split[1])})
         if reason is None:
             quality = personality_quality(self.net, heldout.x, heldout.y) if len(heldout) else None
             self.personality = {"available": True, "reason": None, "heldout_raters": int(n_hold), "quality": quality, "head_source": head_source}
@@ -187,6 +199,36 @@ class PersonalityAssisted(Method):
         self._fit_prior(data)
         self.fit_log.append({"event": "personality", **self.personality})
         return self
+
+    def _attribute_targets(self, data: RaterDataset, image_index: np.ndarray, train_rows: np.ndarray) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
+        """Per generic example, its image's mean attribute scores over train raters, standardised with
+        the training rows' mean and std (NaN where unknown), and (mean, std); (None, None) when off."""
+        self.attribute_names = []
+        if self.config.attribute_weight <= 0:
+            return None, None
+        if not data.attribute_names:
+            warnings.warn(f"pa-iaa: attribute_weight is set but dataset {data.name!r} has no attributes.csv; training without the attribute head", stacklevel=4)
+            return None, None
+        table = data.image_attributes("train")
+        values = table.reindex(image_index).to_numpy(np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an attribute nobody scored: all-NaN column
+            mean, std = np.nanmean(values[train_rows], axis=0), np.nanstd(values[train_rows], axis=0)
+        usable = np.isfinite(mean) & (std > 0)
+        if not usable.any():
+            warnings.warn(f"pa-iaa: no attribute of {data.name!r} varies over the training images; training without the attribute head", stacklevel=4)
+            return None, None
+        self.attribute_names = [n for n, ok in zip(table.columns, usable) if ok]
+        mean, std = mean[usable], std[usable]
+        return ((values[:, usable] - mean) / std).astype(np.float32), (mean, std)
+
+    def predict_attributes(self, x: np.ndarray) -> np.ndarray:
+        """The attribute head's prediction of each image's mean attribute scores [n, len(attribute_names)]."""
+        self.check_fitted("net")
+        if self.net.attributes is None:
+            raise ConfigError("pa-iaa was fitted without an attribute head (set attribute_weight > 0 on a dataset with attributes.csv)")
+        with torch_threads(self.config.threads):
+            return predict_attributes(self.net, self.check_features(x))
 
     def _fit_link(self, data: RaterDataset, generic_images: np.ndarray, seed: int) -> None:
         ex = personality_examples(data)
@@ -289,7 +331,8 @@ class PersonalityAssisted(Method):
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         dim = int(state["net.standardize.mean"].shape[0])
         bins = state["net.bins"].numpy()
-        self.net = PersonalityAssistedNet(dim, bins, self.config.trunk, self.config.dropout)
+        n_attributes = int(state["net.attributes.weight"].shape[0]) if "net.attributes.weight" in state else 0
+        self.net = PersonalityAssistedNet(dim, bins, self.config.trunk, self.config.dropout, n_attributes=n_attributes)
         self.net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
         self.net.eval()
         self.prior = TastePrior(mean=state["prior.mean"].numpy().copy(), cov=state["prior.cov"].numpy().copy(), noise=float(state["prior.noise"][0]))
@@ -299,10 +342,11 @@ class PersonalityAssisted(Method):
             self.link = TasteLink(matrix=state["link.matrix"].numpy().copy(), generic_coef=float(state["link.generic_coef"][0]), n_raters=0, center=center)
 
     def extra_state(self) -> dict[str, Any]:
-        return {**super().extra_state(), "personality": self.personality}
+        return {**super().extra_state(), "personality": self.personality, "attribute_names": self.attribute_names}
 
     def load_extra_state(self, extra: Mapping[str, Any]) -> None:
         super().load_extra_state(extra)
         self.personality = dict(extra.get("personality") or {"available": self.link is not None, "reason": None})
+        self.attribute_names = list(extra.get("attribute_names") or [])
         if self.link is not None and "link" in self.personality:
             self.link = TasteLink(self.link.matrix, self.link.generic_coef, int(self.personality["link"].get("n_raters", 0)), self.link.center)
