@@ -18,6 +18,7 @@ from piaa.errors import DataError
 from piaa.seeding import numpy_rng
 from piaa.tasks.feature_store import FeatureStore, open_store
 from piaa.tasks.format import BIG_FIVE, file_has_edge_space, strip_text, write_dataset
+from piaa.tasks.importers.registry import Option
 
 
 @dataclass
@@ -214,6 +215,32 @@ def derive_test_split(counts: pd.Series, *, n_test: int, min_ratings: int, max_r
 
 
 SPLIT_FILE = "test_raters.csv"
+
+# The test-list option's help, by option name: FLICKR-AES/AADB ship worker lists, PARA/LAPIS loaders circulate rater lists.
+_TEST_LIST_HELP = {
+    "test_workers": "Test-worker list: CSV with header ID, or space-separated with a worker column.",
+    "test_raters": "Test-rater list: one id per line (e.g. TestUserIDs_Fold1.txt), or a CSV with header ID.",
+}
+
+
+def split_options(
+    test_list: str = "test_raters", *, n_test: int | None = None, test_share: float | None = None, min_test_ratings: int | None = None,
+) -> tuple[Option, ...]:
+    """The options every importer with a rater split declares, in this order: the test list
+    (`--test-raters` or `--test-workers`), `--split-seed` (passed as `seed`), and the derived split's
+    size (`--n-test` or `--test-share`) and eligibility (`--min-test-ratings`) where it has them."""
+    flag = "--" + test_list.replace("_", "-")
+    options = [
+        Option(test_list, _TEST_LIST_HELP[test_list]),
+        Option("split_seed", f"Seed of the derived split when no {flag} is given.", type=int, default=0, arg="seed"),
+    ]
+    if n_test is not None:
+        options.append(Option("n_test", "Test raters of the derived split.", type=int, default=n_test))
+    if test_share is not None:
+        options.append(Option("test_share", "Derived split: share of the eligible raters drawn as test raters.", type=float, default=test_share))
+    if min_test_ratings is not None:
+        options.append(Option("min_test_ratings", "Derived split: test raters are drawn among raters with at least this many ratings.", type=int, default=min_test_ratings))
+    return tuple(options)
 
 
 def parse_range(value: str | tuple[float, float] | list[float], flag: str) -> tuple[float, float]:
