@@ -64,6 +64,7 @@ FORMAT_VERSION = 1
 # Rater attributes importers write under these names (any other extra users.csv column is kept too).
 RATER_ATTRIBUTES = ("age", "gender", "education", "art_experience", "photography_experience", "nationality", "colorblind")
 ATTRIBUTES = "attributes.csv"
+IMAGE_SPLIT = "giaa_split.csv"  # optional: image,split (train|test), an image-level split published with the dataset
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,25 @@ class RaterDataset:
         if split is not None:
             frame = frame[frame["user"].isin(set(self.users_in(split)))]
         return frame.groupby("image_index")[names].mean()
+
+    def image_split(self) -> pd.Series | None:
+        """The image-level split published with the dataset (PARA's GIAA split), read from
+        giaa_split.csv beside it: "train"/"test" indexed by row of `features`; None when absent."""
+        if self.path is None or not (self.path / IMAGE_SPLIT).is_file():
+            return None
+        df = _read_csv(self.path / IMAGE_SPLIT, ["image", "split"])
+        split = df["split"].str.strip()
+        bad = _first_bad(~split.isin(("train", "test")).to_numpy())
+        if bad is not None:
+            raise DataError(IMAGE_SPLIT, f"expected train or test, got {split.iloc[bad]!r}", line=bad + 2, field="split")
+        index = self.images.get_indexer(df["image"].str.strip())
+        bad = _first_bad(index < 0)
+        if bad is not None:
+            raise DataError(IMAGE_SPLIT, f"image {df['image'].iloc[bad]!r} is not in images.csv", line=bad + 2, field="image")
+        dup = _first_bad(pd.Series(index).duplicated().to_numpy())
+        if dup is not None:
+            raise DataError(IMAGE_SPLIT, f"image {df['image'].iloc[dup]!r} is listed twice", line=dup + 2, field="image")
+        return pd.Series(split.to_numpy(), index=pd.Index(index, name="image_index"), name="split")
 
     def users_in(self, split: str) -> list[str]:
         return self.users.loc[self.users["split"] == split, "user"].tolist()
@@ -697,5 +717,5 @@ def write_dataset(
             if Path(name).name != name or name in ("dataset.json", "ratings.csv", "users.csv", "images.csv", "features.npy", "likes.csv", ATTRIBUTES):
                 raise ValueError(f"extra file name {name!r} must be a plain file name that is not part of the format")
             (tmp / name).write_text(text, encoding="utf-8")
-        _read_dataset(tmp, given=given)  # never publish a dataset read_dataset would refuse
+        _read_dataset(tmp, given=given).image_split()  # never publish a dataset read_dataset (or image_split) would refuse
     return final

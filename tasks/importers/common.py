@@ -17,7 +17,7 @@ import pandas as pd
 from piaa.errors import DataError
 from piaa.seeding import numpy_rng
 from piaa.tasks.feature_store import FeatureStore, open_store
-from piaa.tasks.format import BIG_FIVE, file_has_edge_space, strip_text, write_dataset
+from piaa.tasks.format import BIG_FIVE, IMAGE_SPLIT, file_has_edge_space, strip_text, write_dataset
 from piaa.tasks.importers.registry import Option
 
 
@@ -36,6 +36,7 @@ class ParsedDataset:
     image_match: str = "name"  # how images are found in a feature store: "name" or "stem"
     attributes: pd.DataFrame | None = None  # user, image + numeric per-rating attribute scores (PARA)
     evaluation_only: bool = False  # test raters only (REAL-CUR): no train raters required
+    image_split: pd.DataFrame | None = None  # image, split: an image-level split published with the dataset (PARA's GIAA split)
 
     def image_names(self) -> list[str]:
         frames = [f["image"] for f in (self.ratings, self.likes, self.distributions) if f is not None]
@@ -56,6 +57,9 @@ class ParsedDataset:
         if self.attributes is not None:
             names = [c for c in self.attributes.columns if c not in ("user", "image")]
             rows.append(("attributes", f"{len(names)} per rating: {', '.join(names)}"))
+        if self.image_split is not None:
+            counts = self.image_split["split"].value_counts()
+            rows.append(("image split (GIAA)", ", ".join(f"{int(counts.get(s, 0)):,} {s}" for s in ("train", "test"))))
         extra = [c for c in self.users.columns if c not in ("user", "split", *BIG_FIVE)]
         if extra:
             rows.append(("rater attributes", ", ".join(extra)))
@@ -453,6 +457,8 @@ def match_features(parsed: ParsedDataset, store: FeatureStore, *, drop_missing: 
         parsed = replace(parsed, ratings=keep(parsed.ratings, "ratings"), likes=keep(parsed.likes, "likes"), distributions=keep(parsed.distributions, "distributions"))
         if parsed.attributes is not None:
             parsed = replace(parsed, attributes=parsed.attributes[~parsed.attributes["image"].isin(gone)].reset_index(drop=True))
+        if parsed.image_split is not None:
+            parsed = replace(parsed, image_split=parsed.image_split[~parsed.image_split["image"].isin(gone)].reset_index(drop=True))
         dropped["images"] = len(missing)
         what = ", ".join(f"{n} {k}" for k, n in dropped.items() if k != "images" and n)
         notes.append(f"dropped {len(missing)} images without features{why} and their {what or 'nothing else'} (--drop-missing)")
@@ -495,6 +501,8 @@ def write_import(
     extra_files = {}
     if parsed.meta.get("split", {}).get("source") == "derived":
         extra_files[SPLIT_FILE] = split_file_text(users)
+    if parsed.image_split is not None:
+        extra_files[IMAGE_SPLIT] = parsed.image_split[["image", "split"]].to_csv(index=False, lineterminator="\n")
     path = write_dataset(
         out, name=parsed.name, score_range=parsed.score_range, ratings=parsed.ratings, users=users,
         images=names, features=gather_features(store, rows), likes=parsed.likes, meta=meta, overwrite=overwrite,
