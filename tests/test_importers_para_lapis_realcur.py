@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from piaa.errors import DataError
+from piaa.tasks.describe import describe
 from piaa.tasks.feature_store import write_store
 from piaa.tasks.format import BIG_FIVE, read_dataset, write_dataset
 from piaa.tasks.importers import big_five_to_para, para_to_big_five, parse_lapis, parse_para, parse_real_cur, write_import
@@ -355,6 +356,9 @@ def test_para_giaa_split_files_are_kept_as_an_image_split(tmp_path, sep):
     assert split.value_counts().to_dict() == {"train": 30, "test": 8}
     assert list(data.images[split.index[split == "test"]]) == images[30:38]
     assert data.meta["giaa_split"]["file"] == "giaa_split.csv"
+    facts = describe(data)
+    assert facts["image_split"] == {"train": 30, "test": 8}
+    assert ("image split (GIAA)", "30 train, 8 test images (giaa_split.csv)") in facts["rows"]
 
 
 def test_para_giaa_split_drops_images_without_features_and_is_absent_without_files(tmp_path):
