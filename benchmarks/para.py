@@ -1,7 +1,8 @@
 """PARA: import speed on a PARA-sized label file, and where PA-IAA's Big-Five link comes from.
 
 `import`: a generated PARA-Images.csv with PARA's size (31,220 images, 438 raters, 25 raters per
-image: 780,500 rows of 16 columns) and PARA-UserInfo.csv, parsed and written as a rater dataset.
+image: 780,500 rows of 16 columns), PARA-UserInfo.csv and the GIAA split files, parsed and written as
+a rater dataset.
 Target (issue 15): under 5 s.
 `link`: on the PARA-shaped simulation (tasks.simulate.PARA_SHAPED: every train rater's Big-Five
 known, 300-600 ratings each, plus PsychoFlickr-like personality raters with likes), pa-iaa with the
@@ -64,6 +65,13 @@ def para_sized(root: Path, seed: int = 0) -> list[str]:
     ann.mkdir(parents=True, exist_ok=True)
     table.to_csv(ann / "PARA-Images.csv", index=False)
     info.to_csv(ann / "PARA-UserInfo.csv", index=False)
+    # the image-level GIAA split files: image name, session, scene, 9-bin score distribution, means and stds
+    order = rng.permutation(N_IMAGES)
+    for name, rows in (("PARA-GiaaTrain.csv", order[: N_IMAGES * 9 // 10]), ("PARA-GiaaTest.csv", order[N_IMAGES * 9 // 10 :])):
+        dist = rng.dirichlet(np.ones(9), size=len(rows))
+        pd.DataFrame({"imageName": images[rows], "sessionId": np.char.add("session", (rows // 200 + 1).astype(str)), "semantic": "portrait",
+                      **{f"aestheticScore_{1 + k / 2:.1f}": dist[:, k] for k in range(9)}, "aestheticScore_mean": dist @ (1 + np.arange(9) / 2),
+                      "aestheticScore_std": 0.5}).to_csv(ann / name, index=False)
     return images.tolist()
 
 
@@ -168,7 +176,7 @@ def main() -> None:
         write_section("para-import", "PARA-sized import (benchmarks/para.py import)", f"""
 | measurement | wall | CPU | target |
 | --- | --- | --- | --- |
-| `parse_para`: PARA-Images.csv with {imp['rows']:,} rows x 16 columns + PARA-UserInfo.csv ({N_RATERS} raters), derived split | {imp['parse']:.2f} s | {imp['cpu_parse']:.2f} s | |
+| `parse_para`: PARA-Images.csv with {imp['rows']:,} rows x 16 columns + PARA-UserInfo.csv ({N_RATERS} raters) + the GIAA split files, derived split | {imp['parse']:.2f} s | {imp['cpu_parse']:.2f} s | |
 | `write_import`: features ({imp['images']:,} x {imp['dim']} float32), ratings, users, attributes.csv ({imp['attributes']} attributes), atomic write, the written tables checked as `read_dataset` checks them | {imp['write']:.2f} s | {imp['cpu_write']:.2f} s | |
 | import total | **{imp['total']:.2f} s** | **{imp['cpu_total']:.2f} s** | < 5 s |
 

@@ -222,12 +222,13 @@ def _read_csv(path: Path, required: Iterable[str], *, text: Iterable[str] | None
     ratings and attributes of PARA's size fast."""
     if not path.is_file():
         raise DataError(path.name, f"file is missing from {path.parent}")
+    skip = file_has_edge_space(path)  # skipping spaces after delimiters costs the reader; only where there are any
     try:
         if text is None:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8")
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=skip, encoding="utf-8")
         else:
             text = list(text)
-            df = pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=False, na_values=[""], skipinitialspace=True, encoding="utf-8")
+            df = pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=False, na_values=[""], skipinitialspace=skip, encoding="utf-8")
             for col in text:
                 if col in df.columns:
                     df[col] = df[col].fillna("")
@@ -416,6 +417,25 @@ def _read_attributes(path: Path, known_users: set[str], position: pd.Series, rat
         raise DataError(path.name, "has no attribute columns after user,image", line=1)
     spaced = given is not None or file_has_edge_space(path)
     out = pd.DataFrame({"user": strip_text(df["user"], may_have_spaces=spaced), "image": strip_text(df["image"], may_have_spaces=spaced)})
+    if _same_rows(out, ratings):  # the usual layout (PARA): one attributes row per rating, in the same order
+        out["image_index"] = ratings["image_index"].to_numpy(np.int64)
+    else:
+        _check_attribute_rows(path, out, known_users, position, ratings)
+    for col in names:
+        out[col] = _numeric(df, col, path.name, "a number or an empty cell").astype(np.float32)
+    return out
+
+
+def _same_rows(out: pd.DataFrame, ratings: pd.DataFrame) -> bool:
+    """Whether `out` names exactly the (user, image) pairs of `ratings`, row for row."""
+    return len(out) == len(ratings) and all(
+        np.array_equal(out[c].to_numpy(dtype=object), ratings[c].to_numpy(dtype=object)) for c in ("user", "image")
+    )
+
+
+def _check_attribute_rows(path: Path, out: pd.DataFrame, known_users: set[str], position: pd.Series, ratings: pd.DataFrame) -> None:
+    """Every attributes row names a known user and image, once, and a rating of ratings.csv; sets
+    out["image_index"]."""
     bad = _first_bad(~out["user"].isin(known_users).to_numpy())
     if bad is not None:
         raise DataError(path.name, f"user {out['user'].iloc[bad]!r} is not listed in users.csv", line=bad + 2, field="user")
@@ -434,9 +454,6 @@ def _read_attributes(path: Path, known_users: set[str], position: pd.Series, rat
     bad = _first_bad(~pd.Series(given).isin(pd.Series(rated)).to_numpy())
     if bad is not None:
         raise DataError(path.name, f"user {out['user'].iloc[bad]!r} has attributes for image {out['image'].iloc[bad]!r} but no rating of it in ratings.csv", line=bad + 2)
-    for col in names:
-        out[col] = _numeric(df, col, path.name, "a number or an empty cell").astype(np.float32)
-    return out
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
@@ -563,17 +580,12 @@ def strip_text(values: pd.Series, *, may_have_spaces: bool = True) -> pd.Series:
     return values.str.strip()
 
 
-_SPACE_MARKS = (b" ,", b", ", b"\t", b" \n", b" \r", b"\n ", b"\xc2\xa0")
-
-
 def file_has_edge_space(path: Path) -> bool:
-    """Whether any cell of a CSV may start or end with white space: a scan of the raw bytes for a
-    space next to a delimiter or line end, a tab or a no-break space (false positives only cost a
-    strip)."""
+    """Whether any cell of a CSV may start or end with white space: whether the raw bytes hold a
+    space, a tab or a no-break space at all (memchr-fast single-byte scans, whatever the delimiter).
+    A false positive only costs a strip, or the reader's skipping of spaces after delimiters."""
     raw = path.read_bytes()
-    if b" " not in raw and b"\t" not in raw and b"\xa0" not in raw:  # single-byte scans are memchr-fast
-        return False
-    return raw[:1] in (b" ", b"\t") or any(mark in raw for mark in _SPACE_MARKS)
+    return b" " in raw or b"\t" in raw or b"\xa0" in raw
 
 
 # Writing large tables: every column is (codes, distinct texts). Ratings and attribute scores take
@@ -582,13 +594,18 @@ def file_has_edge_space(path: Path) -> bool:
 _ROW_BYTES = 1 << 26  # bytes of rows assembled at a time
 
 
-def _write_table(path: Path, ids: Mapping[str, Any], numbers: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def _id_columns(ids: Mapping[str, Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each id column as (codes, distinct texts)."""
+    return [pd.factorize(pd.Series(v).astype(str).to_numpy(dtype=object)) for v in ids.values()]
+
+
+def _write_table(path: Path, ids: Mapping[str, Any], numbers: Mapping[str, Any], *, id_cols: list | None = None) -> dict[str, np.ndarray]:
     """Id columns (text) then number columns ('%.6g', empty for NaN) as CSV; returns the numbers as
     they read back. If an id or a column name needs quoting (comma, quote, line break) pandas writes
     the file; otherwise the rows are assembled directly, many times faster for millions of cells
     (formatted numbers never need quoting)."""
     header = [*map(str, ids), *map(str, numbers)]
-    id_cols = [pd.factorize(pd.Series(v).astype(str).to_numpy(dtype=object)) for v in ids.values()]
+    id_cols = _id_columns(ids) if id_cols is None else id_cols  # (given when another table has the same ids)
     cells = "".join(header) + "".join("".join(texts) for _, texts in id_cols)
     if not any(ch in cells for ch in ',"\n\r\x00'):
         blocks, back = _csv_number_block(list(numbers.values()))
@@ -701,7 +718,8 @@ def write_dataset(
         cols += [c for c in out_users.columns if c not in cols]
         out_users[cols].to_csv(tmp / "users.csv", index=False, float_format="%.6g")
         written = {"user": ratings["user"].astype(str).to_numpy(dtype=object), "image": ratings["image"].astype(str).to_numpy(dtype=object)}
-        scores = _write_table(tmp / "ratings.csv", written, {"score": ratings["score"]})["score"]
+        rating_ids, rating_written = _id_columns(written), written
+        scores = _write_table(tmp / "ratings.csv", written, {"score": ratings["score"]}, id_cols=rating_ids)["score"]
         # The two large tables are checked as read_dataset reads them, without parsing them back.
         given = {"ratings.csv": pd.DataFrame({**written, "score": scores})}
         if likes is not None:
@@ -711,7 +729,8 @@ def write_dataset(
         if attributes is not None:
             names = [c for c in attributes.columns if c not in ("user", "image", "image_index")]
             written = {"user": attributes["user"].astype(str).to_numpy(dtype=object), "image": attributes["image"].astype(str).to_numpy(dtype=object)}
-            values = _write_table(tmp / ATTRIBUTES, written, {c: attributes[c] for c in names})
+            same = len(attributes) == len(ratings) and all(np.array_equal(written[c], rating_written[c]) for c in written)
+            values = _write_table(tmp / ATTRIBUTES, written, {c: attributes[c] for c in names}, id_cols=rating_ids if same else None)
             given[ATTRIBUTES] = pd.DataFrame({**written, **values})
         for name, text in (extra_files or {}).items():
             if Path(name).name != name or name in ("dataset.json", "ratings.csv", "users.csv", "images.csv", "features.npy", "likes.csv", ATTRIBUTES):

@@ -397,3 +397,13 @@ def test_image_split_file_with_a_bad_row_is_one_clear_line(tmp_path):
     path.write_text("\n".join(lines[:3] + [lines[3].replace(",train", ",validation")] + lines[4:]) + "\n")
     with pytest.raises(DataError, match=r"giaa_split.csv line 4, field 'split': expected train or test, got 'validation'"):
         read_dataset(tmp_path / "out").image_split()
+
+
+def test_para_semicolon_file_with_spaces_around_cells_reads_clean_ids(tmp_path):
+    truth = para_files(tmp_path / "PARA", variant="variant")
+    path = tmp_path / "PARA" / "annotation" / "PARA-Images.csv"
+    path.write_text(path.read_text().replace(";", " ; "))  # spaces on both sides of every delimiter
+    parsed = parse_para(tmp_path / "PARA", n_test=3, min_test_ratings=1)
+    assert sorted(parsed.ratings["user"].unique()) == sorted(truth["users"])
+    assert set(parsed.ratings["image"]) == set(truth["images"])
+    np.testing.assert_allclose(np.sort(parsed.ratings["score"]), np.sort(truth["table"]["aestheticScore"]))

@@ -315,21 +315,22 @@ def read_fast_table(path: Path, *, sep: str | None = None, text: list[str] | Non
     non-number stays text so that `numeric_column` can name the cell). With `usecols` (header names
     as `read_header` gives them) only those columns are read. Header names are stripped."""
     sep = sep or sniff_delimiter(path)
+    spaced = file_has_edge_space(path)  # skipping spaces after delimiters costs the reader; only where there are any
     try:
         if text is None:
-            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=spaced)
         elif usecols is not None:  # empty cells are NaN in number columns only: text columns need no fill
-            raw = pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8-sig", skipinitialspace=True).columns
+            raw = pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8-sig", skipinitialspace=spaced).columns
             named = {str(c).strip().strip('"').strip(): c for c in raw}  # the header as pandas names it
             keep = [named[c] for c in usecols if c in named]
             is_text = {named[c] for c in text if c in named}
             df = pd.read_csv(
                 path, sep=sep, usecols=keep, dtype=dict.fromkeys(is_text, str), keep_default_na=False,
-                na_values={c: [""] for c in keep if c not in is_text}, encoding="utf-8-sig", skipinitialspace=True,
+                na_values={c: [""] for c in keep if c not in is_text}, encoding="utf-8-sig", skipinitialspace=spaced,
             )
         else:
             raw = {c: str for c in text} | {f" {c}": str for c in text} | {f'"{c}"': str for c in text}
-            df = pd.read_csv(path, sep=sep, dtype=raw, keep_default_na=False, na_values=[""], encoding="utf-8-sig", skipinitialspace=True)
+            df = pd.read_csv(path, sep=sep, dtype=raw, keep_default_na=False, na_values=[""], encoding="utf-8-sig", skipinitialspace=spaced)
     except pd.errors.EmptyDataError:
         raise DataError(str(path), "file is empty; expected a header line") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -338,7 +339,7 @@ def read_fast_table(path: Path, *, sep: str | None = None, text: list[str] | Non
     for col in [] if usecols is not None else text or []:
         if col in df.columns:
             df[col] = df[col].fillna("").astype(str)
-    df.attrs["edge_space"] = file_has_edge_space(path)  # text_column strips only when it can matter
+    df.attrs["edge_space"] = spaced  # text_column strips only when it can matter
     return df
 
 
