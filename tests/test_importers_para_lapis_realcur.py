@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from piaa.errors import DataError
+from piaa.errors import ConfigError, DataError
 from piaa.tasks.describe import describe
 from piaa.tasks.feature_store import write_store
 from piaa.tasks.format import BIG_FIVE, read_dataset, write_dataset
@@ -407,3 +407,30 @@ def test_para_semicolon_file_with_spaces_around_cells_reads_clean_ids(tmp_path):
     assert sorted(parsed.ratings["user"].unique()) == sorted(truth["users"])
     assert set(parsed.ratings["image"]) == set(truth["images"])
     np.testing.assert_allclose(np.sort(parsed.ratings["score"]), np.sort(truth["table"]["aestheticScore"]))
+
+
+def test_giaa_baseline_can_train_on_the_giaa_train_images_only(tmp_path):
+    """With giaa_train_only the generic prior never sees a GIAA-test image: changing those images'
+    scores leaves it unchanged (and changes the prior trained on every image)."""
+    import dataclasses
+
+    from piaa.registry import create_method
+
+    truth = para_files(tmp_path / "PARA", n_images=60)
+    images = truth["images"]
+    giaa_files(tmp_path / "PARA" / "annotation", images[:45], images[45:])
+    write_import(parse_para(tmp_path / "PARA", n_test=3, min_test_ratings=1), make_store(tmp_path / "s", images, dim=6), tmp_path / "out")
+    data = read_dataset(tmp_path / "out").without("test")
+    test_rows = data.ratings["image_index"].isin(data.image_split().pipe(lambda s: s.index[s == "test"]))
+    flipped = dataclasses.replace(data, ratings=data.ratings.assign(score=np.where(test_rows, 6.0 - data.ratings["score"], data.ratings["score"])))
+    x = np.asarray(data.features)
+    fit = {"epochs": 3, "hidden": (8,), "patience": 3}
+    only = [create_method("giaa", giaa_train_only=True, **fit).fit(d, seed=0) for d in (data, flipped)]
+    np.testing.assert_array_equal(only[0].generic_score(x), only[1].generic_score(x))
+    event = next(e for e in only[0].fit_log if e.get("event") == "giaa_split")
+    assert event["left_out_images"] == data.ratings.loc[test_rows, "image_index"].nunique() > 0
+    assert event["train_images"] == data.ratings.loc[~test_rows, "image_index"].nunique()
+    every = [create_method("giaa", **fit).fit(d, seed=0) for d in (data, flipped)]
+    assert not np.allclose(every[0].generic_score(x), every[1].generic_score(x))
+    with pytest.raises(ConfigError, match="giaa_train_only: dataset .* has no image split"):
+        create_method("giaa", giaa_train_only=True, **fit).fit(dataclasses.replace(data, path=None), seed=0)
