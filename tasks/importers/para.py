@@ -98,8 +98,9 @@ def big_five_to_para(values: np.ndarray, value_range: tuple[float, float] = BIG_
     return (lo + hi) / 2 + np.asarray(values, dtype=np.float64) * ((hi - lo) / 2)
 
 
-def read_para_ratings(path: Path, notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """PARA-Images.csv → (ratings user,image,score; attributes user,image,<numeric attributes>)."""
+def read_para_ratings(path: Path, notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.Series, pd.Index]:
+    """PARA-Images.csv → (ratings user,image,score; attributes user,image,<numeric attributes>;
+    ratings per rater; the rated images), counted from the one factorisation the duplicate check needs."""
     sep = sniff_delimiter(path)
     cols = find_columns(path, read_header(path, sep), {**RATING_COLUMNS, **ATTRIBUTE_COLUMNS, **LABEL_COLUMNS}, required=("image", "user", "score"))
     keep = [cols[k] for k in ("image", "user", "score", *ATTRIBUTE_COLUMNS) if k in cols]  # labels and sessions are not kept
@@ -121,16 +122,18 @@ def read_para_ratings(path: Path, notes: list[str]) -> tuple[pd.DataFrame, pd.Da
     labels = [cols[k] for k in LABEL_COLUMNS if k in cols]
     if labels:
         notes.append(f"{path.name}: categorical label(s) {', '.join(labels)} are not kept (attributes.csv holds numeric scores only)")
-    user_code, _ = pd.factorize(ratings["user"])
+    user_code, user_names = pd.factorize(ratings["user"])
     image_code, images = pd.factorize(ratings["image"])
     dup = pd.Series(user_code.astype(np.int64) * max(len(images), 1) + image_code).duplicated().to_numpy()
+    counts = pd.Series(np.bincount(user_code, minlength=len(user_names)), index=pd.Index(user_names, name="user"))
     if dup.any():
         n = int(dup.sum())
         notes.append(f"{path.name}: {n} repeated (user, image) rows; scores and attributes averaged per pair")
         ratings = ratings.groupby(["user", "image"], sort=False, as_index=False)["score"].mean()
         if attributes is not None:
             attributes = attributes.groupby(["user", "image"], sort=False, as_index=False)[names].mean()
-    return ratings, attributes
+        counts = ratings.groupby("user", sort=False).size()
+    return ratings, attributes, counts.sort_index(), pd.Index(images)
 
 
 def read_para_users(path: Path, big_five_range: tuple[float, float]) -> pd.DataFrame:
@@ -224,7 +227,7 @@ def parse_para(
 
     images_path, users_path = locate(images_csv, IMAGES_FILE), locate(users_csv, USERS_FILE)
     notes: list[str] = []
-    ratings, attributes = read_para_ratings(images_path, notes)
+    ratings, attributes, counts, rated_images = read_para_ratings(images_path, notes)
     info = read_para_users(users_path, big_five_range)
     giaa_paths = {}
     for split, given in (("train", giaa_train), ("test", giaa_test)):
@@ -236,13 +239,13 @@ def parse_para(
                 giaa_paths[split] = found[0]
     image_split = None
     if len(giaa_paths) == 2:
-        image_split = giaa_split(giaa_paths, pd.Index(ratings["image"].unique()), notes)
+        image_split = giaa_split(giaa_paths, rated_images, notes)
     elif giaa_paths:
         (split, path), = giaa_paths.items()
         other = GIAA_FILES["test" if split == "train" else "train"]
         notes.append(f"found {path.name} but not {other}; the GIAA image split needs both and is not kept")
 
-    rated = set(ratings["user"].unique().tolist())
+    rated = set(counts.index.tolist())
     unrated = sorted(set(info["user"]) - rated)
     if unrated:
         notes.append(f"{users_path.name}: {len(unrated)} user(s) have no ratings and are left out, e.g. {unrated[0]!r}")
@@ -250,12 +253,11 @@ def parse_para(
     if no_info:
         notes.append(f"{images_path.name}: {len(no_info)} rater(s) are missing from {users_path.name}; their Big-Five and attributes are unknown, e.g. {no_info[0]!r}")
 
-    counts = ratings.groupby("user").size()
     split_users, split = rater_split(counts, dataset="para", test_raters=test_raters, seed=seed, n_test=n_test, min_test_ratings=min_test_ratings, notes=notes)
     users = split_users.merge(info, on="user", how="left")
     known = int(users[list(BIG_FIVE)].notna().all(axis=1).sum())
     notes.append(
-        f"{len(ratings):,} ratings of {ratings['image'].nunique():,} images by {len(counts)} raters; Big-Five known for {known}, "
+        f"{len(ratings):,} ratings of {len(rated_images):,} images by {len(counts)} raters; Big-Five known for {known}, "
         f"mapped from {lo:g}..{hi:g} to [-1, 1]"
     )
     return ParsedDataset(
