@@ -16,6 +16,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
+from piaa.errors import ConfigError
 from piaa.method import Method, MethodConfig, UserModel
 from piaa.nn import FeatureRegressor, predict_batched
 from piaa.seeding import torch_seeded
@@ -34,6 +35,7 @@ class GIAAConfig(MethodConfig):
     batch_size: int = 128
     val_fraction: float = 0.1
     patience: int = 12
+    giaa_train_only: bool = False  # train on the dataset's GIAA-train images only (giaa_split.csv, PARA's image split)
 
 
 # Within `shared_priors()`, priors already trained (same data object, seed and prior config) are reused.
@@ -76,6 +78,7 @@ class GenericPrior(Method):
         self.score_mean = 0.0
         self.rater_std = 1.0
         self.prior_shared = False
+        self.giaa_split_used: dict[str, int] | None = None  # with giaa_train_only: images kept and left out
 
     def _build(self, dim: int) -> FeatureRegressor:
         return FeatureRegressor(dim, self.config.hidden, self.config.dropout)
@@ -99,7 +102,7 @@ class GenericPrior(Method):
             self.fit_log = list(log)
             self.prior_shared = True
             return
-        targets = generic_targets(data)
+        targets = generic_targets(self._giaa_train_ratings(data) if self.config.giaa_train_only else data)
         x = np.asarray(data.features[targets.image_index], dtype=np.float32)
         with torch_seeded(seed, "giaa-init"):
             self.model = self._build(data.feature_dim)
@@ -112,10 +115,31 @@ class GenericPrior(Method):
             val_fraction=cfg.val_fraction, patience=cfg.patience, seed=seed,
             weights=targets.n_raters.astype(np.float32), progress=progress, label="giaa prior",
         )
+        if self.config.giaa_train_only:
+            self.fit_log.append({"event": "giaa_split", **self.giaa_split_used})
         self.score_mean, self.rater_std = targets.score_mean, targets.rater_std
         self.prior_shared = False
         if cache is not None:  # keep `data` referenced so its id cannot be reused while cached
             cache[key] = (data, copy.deepcopy(self.model), (self.score_mean, self.rater_std), list(self.fit_log))
+
+    def _giaa_train_ratings(self, data: RaterDataset) -> RaterDataset:
+        """`data` with only the ratings of images its published image split puts in GIAA-train (targets
+        and their standardisation then never see a GIAA-test image), so the prior can be scored on
+        the GIAA-test images."""
+        split = data.image_split()
+        if split is None:
+            raise ConfigError(f"giaa_train_only: dataset {data.name!r} has no image split (giaa_split.csv, written when PARA is imported with its GIAA files)")
+        train_images = split.index[split.to_numpy() == "train"]
+        keep = data.ratings["image_index"].isin(train_images).to_numpy()
+        users = set(data.users_in("train"))
+        in_train = data.ratings["user"].isin(users).to_numpy()
+        if not (keep & in_train).any():
+            raise ConfigError(f"giaa_train_only: none of the train raters' images of {data.name!r} is in the GIAA-train split")
+        self.giaa_split_used = {
+            "train_images": int(data.ratings.loc[keep & in_train, "image_index"].nunique()),
+            "left_out_images": int(data.ratings.loc[~keep & in_train, "image_index"].nunique()),
+        }
+        return dataclasses.replace(data, ratings=data.ratings[keep].reset_index(drop=True))
 
     def generic_z(self, x: np.ndarray) -> np.ndarray:
         """The prior on the standardised scale (0 = an average image, 1 = one rater-std better)."""

@@ -54,6 +54,11 @@ def describe(data: RaterDataset) -> dict[str, Any]:
         rows.append(("attributes (extra targets)", f"{len(data.attributes):,} rows: {', '.join(data.attribute_names)}"))
     facts["rater_attributes"] = data.rater_attribute_names
     facts["attributes"] = data.attribute_names
+    image_split = data.image_split()
+    if image_split is not None:
+        counts = image_split.value_counts()
+        rows.append(("image split (GIAA)", f"{int(counts.get('train', 0)):,} train, {int(counts.get('test', 0)):,} test images (giaa_split.csv)"))
+    facts["image_split"] = None if image_split is None else {s: int((image_split == s).sum()) for s in ("train", "test")}
     truth = data.meta.get("ground_truth")
     if truth:
         rows.append(("ground truth (simulated)", ", ".join(f"{k} {v:.3f}" for k, v in truth.items())))

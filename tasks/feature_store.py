@@ -104,7 +104,10 @@ class FeatureStore:
 
 
 def _basename(paths: pd.Series) -> pd.Series:
-    return paths.str.replace("\\", "/", regex=False).str.rsplit("/", n=1).str[-1]
+    """The file name of each path ('/' or '\\' separated), by a plain loop: far faster than chained
+    .str methods for the tens of thousands of names of a large dataset."""
+    names = [str(v).replace("\\", "/").rpartition("/")[2] for v in paths.to_numpy(dtype=object)]
+    return pd.Series(names, index=paths.index, dtype=object)
 
 
 def open_store(path: str | Path) -> FeatureStore:

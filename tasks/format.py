@@ -64,6 +64,7 @@ FORMAT_VERSION = 1
 # Rater attributes importers write under these names (any other extra users.csv column is kept too).
 RATER_ATTRIBUTES = ("age", "gender", "education", "art_experience", "photography_experience", "nationality", "colorblind")
 ATTRIBUTES = "attributes.csv"
+IMAGE_SPLIT = "giaa_split.csv"  # optional: image,split (train|test), an image-level split published with the dataset
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,25 @@ class RaterDataset:
         if split is not None:
             frame = frame[frame["user"].isin(set(self.users_in(split)))]
         return frame.groupby("image_index")[names].mean()
+
+    def image_split(self) -> pd.Series | None:
+        """The image-level split published with the dataset (PARA's GIAA split), read from
+        giaa_split.csv beside it: "train"/"test" indexed by row of `features`; None when absent."""
+        if self.path is None or not (self.path / IMAGE_SPLIT).is_file():
+            return None
+        df = _read_csv(self.path / IMAGE_SPLIT, ["image", "split"])
+        split = df["split"].str.strip()
+        bad = _first_bad(~split.isin(("train", "test")).to_numpy())
+        if bad is not None:
+            raise DataError(IMAGE_SPLIT, f"expected train or test, got {split.iloc[bad]!r}", line=bad + 2, field="split")
+        index = self.images.get_indexer(df["image"].str.strip())
+        bad = _first_bad(index < 0)
+        if bad is not None:
+            raise DataError(IMAGE_SPLIT, f"image {df['image'].iloc[bad]!r} is not in images.csv", line=bad + 2, field="image")
+        dup = _first_bad(pd.Series(index).duplicated().to_numpy())
+        if dup is not None:
+            raise DataError(IMAGE_SPLIT, f"image {df['image'].iloc[dup]!r} is listed twice", line=dup + 2, field="image")
+        return pd.Series(split.to_numpy(), index=pd.Index(index, name="image_index"), name="split")
 
     def users_in(self, split: str) -> list[str]:
         return self.users.loc[self.users["split"] == split, "user"].tolist()
@@ -202,12 +222,13 @@ def _read_csv(path: Path, required: Iterable[str], *, text: Iterable[str] | None
     ratings and attributes of PARA's size fast."""
     if not path.is_file():
         raise DataError(path.name, f"file is missing from {path.parent}")
+    skip = file_has_edge_space(path)  # skipping spaces after delimiters costs the reader; only where there are any
     try:
         if text is None:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8")
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=skip, encoding="utf-8")
         else:
             text = list(text)
-            df = pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=False, na_values=[""], skipinitialspace=True, encoding="utf-8")
+            df = pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=False, na_values=[""], skipinitialspace=skip, encoding="utf-8")
             for col in text:
                 if col in df.columns:
                     df[col] = df[col].fillna("")
@@ -261,7 +282,13 @@ def read_dataset(path: str | Path, *, pixels: bool = False) -> RaterDataset:
     With `pixels`, `features` are the images under dataset.json's `images_root` as pixel rows
     (`piaa.tasks.images.PixelArray`, for end-to-end training) instead of features.npy.
     """
-    root = Path(path)
+    return _read_dataset(Path(path), pixels=pixels)
+
+
+def _read_dataset(root: Path, *, pixels: bool = False, given: Mapping[str, pd.DataFrame] | None = None) -> RaterDataset:
+    """`read_dataset`, with ratings.csv / attributes.csv optionally handed over as the tables they
+    read back as (text ids, numbers as written): `write_dataset` checks what it wrote this way."""
+    given = given or {}
     if not root.is_dir():
         raise DataError(str(root), "is not a directory (expected a rater dataset: dataset.json, ratings.csv, ...)")
     meta = _read_meta(root / "dataset.json")
@@ -291,9 +318,12 @@ def read_dataset(path: str | Path, *, pixels: bool = False) -> RaterDataset:
     users = _read_users(root / "users.csv")
     known_users = set(users["user"])
 
-    ratings = _read_csv(root / "ratings.csv", ["user", "image", "score"], text=("user", "image"))
-    ratings = ratings[["user", "image", "score"]].copy()
-    spaced = file_has_edge_space(root / "ratings.csv")
+    if "ratings.csv" in given:
+        ratings, spaced = given["ratings.csv"][["user", "image", "score"]].copy(), True
+    else:
+        ratings = _read_csv(root / "ratings.csv", ["user", "image", "score"], text=("user", "image"))
+        ratings = ratings[["user", "image", "score"]].copy()
+        spaced = file_has_edge_space(root / "ratings.csv")
     ratings["user"] = strip_text(ratings["user"], may_have_spaces=spaced)
     ratings["image"] = strip_text(ratings["image"], may_have_spaces=spaced)
     scores = _numeric(ratings, "score", "ratings.csv", f"a number in [{lo:g}, {hi:g}]")
@@ -335,7 +365,7 @@ def read_dataset(path: str | Path, *, pixels: bool = False) -> RaterDataset:
 
     attributes = None
     if (root / ATTRIBUTES).exists():
-        attributes = _read_attributes(root / ATTRIBUTES, known_users, position, ratings)
+        attributes = _read_attributes(root / ATTRIBUTES, known_users, position, ratings, given=given.get(ATTRIBUTES))
 
     splits = set(users["split"])
     # An evaluation-only dataset (e.g. REAL-CUR: a few raters' own albums) has test raters only.
@@ -378,14 +408,34 @@ def read_json_object(path: Path, name: str | None = None) -> dict[str, Any]:
     return value
 
 
-def _read_attributes(path: Path, known_users: set[str], position: pd.Series, ratings: pd.DataFrame) -> pd.DataFrame:
-    """attributes.csv: user,image and numeric attribute columns (empty = unknown), each row a rating."""
-    df = _read_csv(path, ["user", "image"], text=("user", "image"))
+def _read_attributes(path: Path, known_users: set[str], position: pd.Series, ratings: pd.DataFrame, *, given: pd.DataFrame | None = None) -> pd.DataFrame:
+    """attributes.csv (or the table it reads back as): user,image and numeric attribute columns
+    (empty = unknown), each row a rating."""
+    df = _read_csv(path, ["user", "image"], text=("user", "image")) if given is None else given
     names = [c for c in df.columns if c not in ("user", "image")]
     if not names:
         raise DataError(path.name, "has no attribute columns after user,image", line=1)
-    spaced = file_has_edge_space(path)
+    spaced = given is not None or file_has_edge_space(path)
     out = pd.DataFrame({"user": strip_text(df["user"], may_have_spaces=spaced), "image": strip_text(df["image"], may_have_spaces=spaced)})
+    if _same_rows(out, ratings):  # the usual layout (PARA): one attributes row per rating, in the same order
+        out["image_index"] = ratings["image_index"].to_numpy(np.int64)
+    else:
+        _check_attribute_rows(path, out, known_users, position, ratings)
+    for col in names:
+        out[col] = _numeric(df, col, path.name, "a number or an empty cell").astype(np.float32)
+    return out
+
+
+def _same_rows(out: pd.DataFrame, ratings: pd.DataFrame) -> bool:
+    """Whether `out` names exactly the (user, image) pairs of `ratings`, row for row."""
+    return len(out) == len(ratings) and all(
+        np.array_equal(out[c].to_numpy(dtype=object), ratings[c].to_numpy(dtype=object)) for c in ("user", "image")
+    )
+
+
+def _check_attribute_rows(path: Path, out: pd.DataFrame, known_users: set[str], position: pd.Series, ratings: pd.DataFrame) -> None:
+    """Every attributes row names a known user and image, once, and a rating of ratings.csv; sets
+    out["image_index"]."""
     bad = _first_bad(~out["user"].isin(known_users).to_numpy())
     if bad is not None:
         raise DataError(path.name, f"user {out['user'].iloc[bad]!r} is not listed in users.csv", line=bad + 2, field="user")
@@ -404,9 +454,6 @@ def _read_attributes(path: Path, known_users: set[str], position: pd.Series, rat
     bad = _first_bad(~pd.Series(given).isin(pd.Series(rated)).to_numpy())
     if bad is not None:
         raise DataError(path.name, f"user {out['user'].iloc[bad]!r} has attributes for image {out['image'].iloc[bad]!r} but no rating of it in ratings.csv", line=bad + 2)
-    for col in names:
-        out[col] = _numeric(df, col, path.name, "a number or an empty cell").astype(np.float32)
-    return out
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
@@ -510,6 +557,7 @@ def _read_users(path: Path) -> pd.DataFrame:
 
 # -- writing -------------------------------------------------------------------------------------
 _EDGE_SPACE = re.compile(r"\x00\s|\s\x00")  # a cell starting or ending with white space, in "\x00"-joined text
+_ASCII_SPACE = "".join(ch for ch in map(chr, range(128)) if ch.isspace())  # what str.strip removes, in ASCII
 
 
 def _joined(values) -> str:
@@ -518,51 +566,119 @@ def _joined(values) -> str:
     return "\x00".join(values)
 
 
-def _write_csv(frame: pd.DataFrame, path: Path, *, text: tuple[str, ...] = ("user", "image")) -> None:
-    """A table of text cells as CSV. If an id cell (`text` columns) needs quoting (comma, quote, line
-    break) pandas writes it; otherwise the lines are joined directly, several times faster for
-    millions of cells (other columns hold formatted numbers, which never need quoting)."""
-    cols = [frame[c].astype(str).to_numpy(dtype=object) for c in frame.columns]
-    needs_quotes = any(ch in _joined(map(str, frame.columns)) for ch in ',"\n\r')
-    for name, values in zip(frame.columns, cols):
-        if name in text and not needs_quotes:
-            big = _joined(values)
-            needs_quotes = any(ch in big for ch in ',"\n\r')
-    if needs_quotes:
-        frame.to_csv(path, index=False)
-        return
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        fh.write(",".join(map(str, frame.columns)) + "\n")
-        fh.writelines(",".join(row) + "\n" for row in zip(*cols))
-
-
 def strip_text(values: pd.Series, *, may_have_spaces: bool = True) -> pd.Series:
     """`values.str.strip()`, skipped when no cell can start or end with white space: the caller knows
     the file has none (`file_has_edge_space`), or one scan of the joined text finds none."""
     values = values.astype(str)
-    if not may_have_spaces or _EDGE_SPACE.search("\x00" + _joined(values) + "\x00") is None:
+    if not may_have_spaces:
+        return values
+    joined = "\x00" + _joined(values) + "\x00"
+    if joined.isascii() and not any(ch in joined for ch in _ASCII_SPACE):  # single-character scans are fast
+        return values
+    if _EDGE_SPACE.search(joined) is None:
         return values
     return values.str.strip()
 
 
-_SPACE_MARKS = (b" ,", b", ", b"\t", b" \n", b" \r", b"\n ", b"\xc2\xa0")
-
-
 def file_has_edge_space(path: Path) -> bool:
-    """Whether any cell of a CSV may start or end with white space: a scan of the raw bytes for a
-    space next to a delimiter or line end, a tab or a no-break space (false positives only cost a
-    strip)."""
+    """Whether any cell of a CSV may start or end with white space: whether the raw bytes hold a
+    space, a tab or a no-break space at all (memchr-fast single-byte scans, whatever the delimiter).
+    A false positive only costs a strip, or the reader's skipping of spaces after delimiters."""
     raw = path.read_bytes()
-    return raw[:1] in (b" ", b"\t") or any(mark in raw for mark in _SPACE_MARKS)
+    return b" " in raw or b"\t" in raw or b"\xa0" in raw
 
 
-def _csv_numbers(values) -> np.ndarray:
-    """Numbers as CSV text ('%.6g', empty for NaN), formatted once per distinct value: ratings and
-    attribute scores take few values, and per-cell float formatting dominates writing large files."""
-    v = np.asarray(values, dtype=np.float64)
-    uniq, inverse = np.unique(v, return_inverse=True)
-    text = np.array(["" if np.isnan(u) else f"{u:.6g}" for u in uniq], dtype=object)
-    return text[inverse.reshape(-1)]
+# Writing large tables: every column is (codes, distinct texts). Ratings and attribute scores take
+# few distinct values and ids repeat, so text is formatted once per distinct value and the rows are
+# assembled as bytes by numpy, with no Python work per row.
+_ROW_BYTES = 1 << 26  # bytes of rows assembled at a time
+
+
+def _id_columns(ids: Mapping[str, Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each id column as (codes, distinct texts)."""
+    return [pd.factorize(pd.Series(v).astype(str).to_numpy(dtype=object)) for v in ids.values()]
+
+
+def _write_table(path: Path, ids: Mapping[str, Any], numbers: Mapping[str, Any], *, id_cols: list | None = None) -> dict[str, np.ndarray]:
+    """Id columns (text) then number columns ('%.6g', empty for NaN) as CSV; returns the numbers as
+    they read back. If an id or a column name needs quoting (comma, quote, line break) pandas writes
+    the file; otherwise the rows are assembled directly, many times faster for millions of cells
+    (formatted numbers never need quoting)."""
+    header = [*map(str, ids), *map(str, numbers)]
+    id_cols = _id_columns(ids) if id_cols is None else id_cols  # (given when another table has the same ids)
+    cells = "".join(header) + "".join("".join(texts) for _, texts in id_cols)
+    if not any(ch in cells for ch in ',"\n\r\x00'):
+        blocks, back = _csv_number_block(list(numbers.values()))
+        _write_rows(path, header, id_cols + blocks)
+        return dict(zip(numbers, back))
+    frame, back = {name: texts[codes] for name, (codes, texts) in zip(header, id_cols)}, {}
+    for name, values in numbers.items():
+        codes, texts, read_back = _distinct_numbers(values)
+        frame[str(name)], back[name] = texts[codes], read_back[codes]
+    pd.DataFrame(frame, columns=header).to_csv(path, index=False)
+    return back
+
+
+def _write_rows(path: Path, header: list[str], columns: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Header and rows of (codes, distinct texts) columns, none needing quotes (the caller checked)."""
+    ends = [","] * (len(columns) - 1) + ["\n"]  # each cell's text carries the delimiter after it
+    encoded = [np.array([(t + end).encode("utf-8") for t in texts] or [end.encode()], dtype="S") for (_, texts), end in zip(columns, ends)]
+    width = sum(e.itemsize for e in encoded)
+    n = len(columns[0][0])
+    with open(path, "wb") as fh:
+        fh.write((",".join(header) + "\n").encode("utf-8"))
+        step = max(1, _ROW_BYTES // width)
+        for start in range(0, n, step):
+            pieces = [enc[codes[start : start + step]] for (codes, _), enc in zip(columns, encoded)]
+            table = np.concatenate([p.view(np.uint8).reshape(len(p), p.itemsize) for p in pieces], axis=1)
+            fh.write(table[table != 0].tobytes())  # drop the NUL padding of shorter cells
+
+
+def _distinct_numbers(values) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(each cell's distinct index, text of each distinct value ('%.6g', "" for NaN), the value
+    that text reads back as)."""
+    codes, uniq = pd.factorize(np.asarray(values, dtype=np.float64), use_na_sentinel=False)
+    texts = np.array(["" if np.isnan(u) else f"{u:.6g}" for u in uniq], dtype=object)
+    back = np.array([float(t) if t else np.nan for t in texts], dtype=np.float64)
+    return codes.astype(np.int64), texts, back
+
+
+_BLOCK_LIMIT = 1 << 16  # distinct value combinations formatted per block of number columns
+
+
+def _csv_number_block(columns: list[Any]) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[np.ndarray]]:
+    """Number columns as (codes, texts) blocks, adjacent columns pre-joined ("3,4,2.5"), and each
+    column's values as they read back. Columns whose distinct values multiply to at most
+    `_BLOCK_LIMIT` combinations share a block, so a row of ten attribute scores is one or two cells."""
+    blocks: list[tuple[np.ndarray, np.ndarray]] = []
+    back: list[np.ndarray] = []
+    code, size, parts = None, 0, []
+    for values in columns:
+        codes, texts, read_back = _distinct_numbers(values)
+        back.append(read_back[codes])
+        if code is not None and size * len(texts) <= _BLOCK_LIMIT:
+            code, size = code * len(texts) + codes, size * len(texts)
+            parts.append(texts)
+            continue
+        if code is not None:
+            blocks.append(_block_text(code, parts))
+        code, size, parts = codes, len(texts), [texts]
+    if code is not None:
+        blocks.append(_block_text(code, parts))
+    return blocks, back
+
+
+def _block_text(code: np.ndarray, parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, texts) of a block: its mixed-radix `code` decoded once per distinct combination."""
+    if len(parts) == 1:
+        return code, parts[0]
+    codes, present = pd.factorize(code)
+    digits, rest = [], present
+    for texts in reversed(parts):
+        digits.append(texts[rest % len(texts)])
+        rest = rest // len(texts)
+    return codes.astype(np.int64), np.array([",".join(cells) for cells in zip(*reversed(digits))], dtype=object)
+
 
 def write_dataset(
     path: str | Path,
@@ -601,23 +717,24 @@ def write_dataset(
         cols = ["user", "split"] + [c for c in BIG_FIVE if c in out_users.columns]
         cols += [c for c in out_users.columns if c not in cols]
         out_users[cols].to_csv(tmp / "users.csv", index=False, float_format="%.6g")
-        out_ratings = ratings[["user", "image", "score"]].copy()
-        out_ratings["user"] = out_ratings["user"].astype(str)
-        out_ratings["score"] = _csv_numbers(out_ratings["score"])
-        _write_csv(out_ratings, tmp / "ratings.csv")
+        written = {"user": ratings["user"].astype(str).to_numpy(dtype=object), "image": ratings["image"].astype(str).to_numpy(dtype=object)}
+        rating_ids, rating_written = _id_columns(written), written
+        scores = _write_table(tmp / "ratings.csv", written, {"score": ratings["score"]}, id_cols=rating_ids)["score"]
+        # The two large tables are checked as read_dataset reads them, without parsing them back.
+        given = {"ratings.csv": pd.DataFrame({**written, "score": scores})}
         if likes is not None:
             out_likes = likes[["user", "image"]].copy()
             out_likes["user"] = out_likes["user"].astype(str)
             out_likes.to_csv(tmp / "likes.csv", index=False)
         if attributes is not None:
-            out_attr = attributes.drop(columns=[c for c in ("image_index",) if c in attributes.columns]).copy()
-            out_attr["user"] = out_attr["user"].astype(str)
-            for col in out_attr.columns[2:]:
-                out_attr[col] = _csv_numbers(out_attr[col])
-            _write_csv(out_attr, tmp / ATTRIBUTES)
+            names = [c for c in attributes.columns if c not in ("user", "image", "image_index")]
+            written = {"user": attributes["user"].astype(str).to_numpy(dtype=object), "image": attributes["image"].astype(str).to_numpy(dtype=object)}
+            same = len(attributes) == len(ratings) and all(np.array_equal(written[c], rating_written[c]) for c in written)
+            values = _write_table(tmp / ATTRIBUTES, written, {c: attributes[c] for c in names}, id_cols=rating_ids if same else None)
+            given[ATTRIBUTES] = pd.DataFrame({**written, **values})
         for name, text in (extra_files or {}).items():
             if Path(name).name != name or name in ("dataset.json", "ratings.csv", "users.csv", "images.csv", "features.npy", "likes.csv", ATTRIBUTES):
                 raise ValueError(f"extra file name {name!r} must be a plain file name that is not part of the format")
             (tmp / name).write_text(text, encoding="utf-8")
-        read_dataset(tmp)  # never publish a dataset we could not read back
+        _read_dataset(tmp, given=given).image_split()  # never publish a dataset read_dataset (or image_split) would refuse
     return final

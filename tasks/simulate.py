@@ -44,6 +44,8 @@ class DemoSpec:
     bias_std: float = 0.35
     log_scale_std: float = 0.25
     train_big_five_known: bool = False  # True: PARA-shaped (every rater's Big-Five is known)
+    rating_attributes: bool = False  # True: per-rating attribute scores (attributes.csv), as PARA has
+    attribute_noise: float = 0.7  # a rater's attribute score: truth + this much noise (units of the truth's std)
 
 
 class _World:
@@ -172,7 +174,25 @@ def simulate(spec: DemoSpec = DemoSpec(), seed: int = 0) -> dict:
         "raters": np.asarray(all_ids), "taste_big_five": np.sqrt(share) * taste_from_b5 / taste_from_b5.std(axis=0),
         "taste_own_var": 1.0 - share, "scale": scale, "bias": bias, "opinion_sd": float(sd), "noise": spec.noise,
     }
-    return {"ratings": ratings, "users": users, "images": images, "features": features, "likes": likes, "truth": truth}
+    attributes = _rating_attributes(spec, seed, ratings, rows_image, user_pos, generic, attrs) if spec.rating_attributes else None
+    return {"ratings": ratings, "users": users, "images": images, "features": features, "likes": likes, "truth": truth, "attributes": attributes}
+
+
+# PARA's image attributes, simulated: overall quality is the generic quality, the others are the first
+# latent attributes that tastes weigh (the last latent attribute stays unobserved).
+SIMULATED_ATTRIBUTES = ("quality", "composition", "color", "dof", "content", "light")
+
+
+def _rating_attributes(spec: DemoSpec, seed: int, ratings: pd.DataFrame, rows_image: np.ndarray, user_pos: np.ndarray,
+                       generic: np.ndarray, attrs: np.ndarray) -> pd.DataFrame:
+    """Each rating's attribute scores on PARA's 1..5 scale: the image's true attribute plus a rater
+    bias and noise. Drawn from their own seeded stream, so the ratings are the same with or without."""
+    rng = numpy_rng(seed, "demo", DEMO_VERSION, "attributes")
+    truth = np.column_stack([generic, attrs[:, : len(SIMULATED_ATTRIBUTES) - 1]])[rows_image]
+    bias = rng.normal(0, 0.3, size=(int(user_pos.max()) + 1, truth.shape[1]))[user_pos]
+    noisy = truth + bias + rng.normal(0, spec.attribute_noise, size=truth.shape)
+    scores = np.clip(np.rint(3.0 + 0.9 * noisy), 1, 5)
+    return pd.DataFrame({"user": ratings["user"], "image": ratings["image"], **{n: scores[:, k] for k, n in enumerate(SIMULATED_ATTRIBUTES)}})
 
 
 def ceilings(ratings: pd.DataFrame, users: pd.DataFrame, truth: dict) -> dict[str, float]:
@@ -201,11 +221,12 @@ def write_demo(path: str | Path, seed: int = 0, spec: DemoSpec = DemoSpec(), ove
     }
     return write_dataset(
         path, name="piaa-demo", score_range=(1, 5), ratings=sim["ratings"], users=sim["users"],
-        images=sim["images"], features=sim["features"], likes=sim["likes"], meta=meta, overwrite=overwrite,
+        images=sim["images"], features=sim["features"], likes=sim["likes"], meta=meta, overwrite=overwrite, attributes=sim["attributes"],
     )
 
 
-PARA_SHAPED = DemoSpec(train_big_five_known=True, train_ratings=(300, 600), raters_per_image=10)  # PARA: every rater's Big-Five known, many ratings each
+# PARA: every rater's Big-Five known, many ratings each, per-rating attribute scores
+PARA_SHAPED = DemoSpec(train_big_five_known=True, train_ratings=(300, 600), raters_per_image=10, rating_attributes=True)
 
 
 def demo_dir(seed: int = 0) -> Path:

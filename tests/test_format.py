@@ -182,3 +182,58 @@ def test_big_five_columns_are_optional(tiny_copy):
     data = read_dataset(tiny_copy)
     assert data.users[list(BIG_FIVE)].isna().all().all()
     assert data.rater(data.users_in("test")[0]).big_five is None
+
+
+# -- the fast writer of large tables -------------------------------------------------------------
+def _awkward_tables(ids: list[str], n: int = 3000, seed: int = 0):
+    """Ratings and attributes of n (user, image) pairs: few-valued scores, a continuous column (too
+    many distinct values to share a block), NaN cells and negative numbers."""
+    rng = np.random.default_rng(seed)
+    users = [f"{ids[i % len(ids)]}{i % 7}" for i in range(n)]
+    images = [f"img-{i}" for i in range(n)]
+    ratings = pd.DataFrame({"user": users, "image": images, "score": rng.integers(2, 11, n) / 2})
+    attributes = pd.DataFrame({"user": users, "image": images})
+    for k in range(6):
+        attributes[f"a{k}"] = rng.integers(-1, 6, n).astype(np.float32)
+    attributes["continuous"] = rng.standard_normal(n) * 100
+    attributes.loc[rng.random(n) < 0.1, "a2"] = np.nan
+    return ratings, attributes
+
+
+@pytest.mark.parametrize("ids", [["u", "rater"], ["zoë", "番号"], ["u,1", 'say "hi"']], ids=["ascii", "unicode", "needs-quotes"])
+def test_fast_writer_writes_the_bytes_pandas_writes_and_reads_back(tmp_path, ids):
+    ratings, attributes = _awkward_tables(ids)
+    users = pd.DataFrame({"user": sorted(set(ratings["user"])), "split": "train"})
+    users.loc[0, "split"] = "test"
+    out = write_dataset(tmp_path / "d", name="t", score_range=(1, 5), ratings=ratings, users=users, images=ratings["image"],
+                        features=np.zeros((len(ratings), 2), np.float32), attributes=attributes)
+    for name, frame in (("ratings.csv", ratings), ("attributes.csv", attributes)):
+        expected = frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+        assert (out / name).read_text(encoding="utf-8") == expected
+    data = read_dataset(out)
+    assert data.ratings["user"].tolist() == ratings["user"].tolist()
+    np.testing.assert_array_equal(data.ratings["score"].to_numpy(), ratings["score"].to_numpy(np.float32))
+    np.testing.assert_allclose(data.attributes["continuous"], attributes["continuous"], rtol=1e-5)
+    assert data.attributes["a2"].isna().sum() == attributes["a2"].isna().sum() > 0
+
+
+def test_write_checks_the_tables_it_writes_without_parsing_them_back(tmp_path):
+    ratings, attributes = _awkward_tables(["u"], n=50)
+    users = pd.DataFrame({"user": sorted(set(ratings["user"])), "split": "train"})
+    users.loc[0, "split"] = "test"
+    bad = ratings.copy()
+    bad.loc[30, "image"] = bad.loc[29, "image"]  # row 30 becomes a second rating of img-29 by the same user
+    bad.loc[30, "user"] = bad.loc[29, "user"]
+    with pytest.raises(DataError, match=r"ratings.csv line 32, field 'image': duplicate rating of image 'img-29'"):
+        write_dataset(tmp_path / "d", name="t", score_range=(1, 5), ratings=bad, users=users, images=ratings["image"],
+                      features=np.zeros((50, 2), np.float32))
+    worse = ratings.assign(score=ratings["score"].where(ratings.index != 7, 5.5))
+    with pytest.raises(DataError, match=r"ratings.csv line 9, field 'score': expected a number in \[1, 5\], got '5.5'"):
+        write_dataset(tmp_path / "d", name="t", score_range=(1, 5), ratings=worse, users=users, images=ratings["image"],
+                      features=np.zeros((50, 2), np.float32))
+    orphan = attributes.copy()
+    orphan.loc[3, "image"] = "img-4"
+    with pytest.raises(DataError, match=r"attributes.csv line 5"):
+        write_dataset(tmp_path / "d", name="t", score_range=(1, 5), ratings=ratings, users=users, images=ratings["image"],
+                      features=np.zeros((50, 2), np.float32), attributes=orphan)
+    assert not (tmp_path / "d").exists() and not list(tmp_path.iterdir())  # nothing partial left behind

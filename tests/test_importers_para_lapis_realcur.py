@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from piaa.errors import DataError
+from piaa.errors import ConfigError, DataError
+from piaa.tasks.describe import describe
 from piaa.tasks.feature_store import write_store
 from piaa.tasks.format import BIG_FIVE, read_dataset, write_dataset
 from piaa.tasks.importers import big_five_to_para, para_to_big_five, parse_lapis, parse_para, parse_real_cur, write_import
@@ -323,3 +324,113 @@ def test_para_repeated_rows_are_averaged_and_counted(tmp_path):
     got = parsed.ratings.set_index(["user", "image"]).loc[key, "score"]
     assert got == pytest.approx((table["aestheticScore"].iloc[4] + repeat["aestheticScore"].iloc[0]) / 2)
     assert parsed.attributes.set_index(["user", "image"]).loc[key, "quality"] == pytest.approx((table["qualityScore"].iloc[4] + 1.0) / 2)
+
+
+# -- PARA's image-level GIAA split ----------------------------------------------------------------------
+def giaa_files(ann: Path, train: list[str], test: list[str], seed: int = 0, sep: str = ",") -> None:
+    """PARA-GiaaTrain.csv / PARA-GiaaTest.csv in the README's column order (imageName, sessionId,
+    scene, the 9-bin score distribution, then per-image means and stds; a subset of the 95 columns)."""
+    rng = np.random.default_rng(seed)
+    for name, images in (("PARA-GiaaTrain.csv", train), ("PARA-GiaaTest.csv", test)):
+        dist = rng.dirichlet(np.ones(9), size=len(images))
+        table = pd.DataFrame({"imageName": images, "sessionId": "session1", "semantic": "animal",
+                              **{f"aestheticScore_{1 + k / 2:.1f}": dist[:, k] for k in range(9)},
+                              "aestheticScore_mean": dist @ (1 + np.arange(9) / 2), "aestheticScore_std": 0.5,
+                              "qualityScore_mean": 3.0, "qualityScore_std": 0.4})
+        table.to_csv(ann / name, index=False, sep=sep)
+
+
+@pytest.mark.parametrize("sep", [",", ";"])
+def test_para_giaa_split_files_are_kept_as_an_image_split(tmp_path, sep):
+    truth = para_files(tmp_path / "PARA")
+    images = truth["images"]
+    # 30 train images, 8 test images, 2 rated images in neither file, 1 listed image nobody rated
+    giaa_files(tmp_path / "PARA" / "annotation", images[:30], images[30:38] + ["iaa_pub9999_.jpg"], sep=sep)
+    parsed = parse_para(tmp_path / "PARA", n_test=3, min_test_ratings=1)
+    assert parsed.meta["giaa_split"]["train"] == 30 and parsed.meta["giaa_split"]["test"] == 8
+    note = next(n for n in parsed.notes if n.startswith("GIAA image split"))
+    assert "1 listed image(s) have no ratings" in note and "2 rated image(s) are in neither file" in note
+    write_import(parsed, make_store(tmp_path / "store", images), tmp_path / "out")
+    data = read_dataset(tmp_path / "out")
+    split = data.image_split()
+    assert split.value_counts().to_dict() == {"train": 30, "test": 8}
+    assert list(data.images[split.index[split == "test"]]) == images[30:38]
+    assert data.meta["giaa_split"]["file"] == "giaa_split.csv"
+    facts = describe(data)
+    assert facts["image_split"] == {"train": 30, "test": 8}
+    assert ("image split (GIAA)", "30 train, 8 test images (giaa_split.csv)") in facts["rows"]
+
+
+def test_para_giaa_split_drops_images_without_features_and_is_absent_without_files(tmp_path):
+    truth = para_files(tmp_path / "PARA")
+    images = truth["images"]
+    parsed = parse_para(tmp_path / "PARA", n_test=3, min_test_ratings=1)
+    assert parsed.image_split is None and "giaa_split" not in parsed.meta
+    write_import(parsed, make_store(tmp_path / "s0", images), tmp_path / "plain")
+    assert read_dataset(tmp_path / "plain").image_split() is None
+    giaa_files(tmp_path / "PARA" / "annotation", images[:20], images[20:])
+    parsed = parse_para(tmp_path / "PARA", n_test=3, min_test_ratings=1)
+    write_import(parsed, make_store(tmp_path / "s1", images[2:]), tmp_path / "out", drop_missing=True)
+    split = read_dataset(tmp_path / "out").image_split()
+    assert split.value_counts().to_dict() == {"train": 18, "test": 20}
+
+
+def test_para_giaa_split_needs_both_files_and_one_split_per_image(tmp_path):
+    truth = para_files(tmp_path / "PARA")
+    images, ann = truth["images"], tmp_path / "PARA" / "annotation"
+    giaa_files(ann, images[:20], images[20:])
+    (ann / "PARA-GiaaTest.csv").unlink()
+    parsed = parse_para(tmp_path / "PARA", n_test=3, min_test_ratings=1)
+    assert parsed.image_split is None
+    assert any("found PARA-GiaaTrain.csv but not PARA-GiaaTest.csv" in n for n in parsed.notes)
+    giaa_files(ann, images[:20], images[25:] + [images[3]])  # images[3] is in both files
+    with pytest.raises(DataError, match=r"PARA-GiaaTest.csv line 17, field 'imageName': image 'iaa_pub4_.jpg' is also in PARA-GiaaTrain.csv"):
+        parse_para(tmp_path / "PARA", n_test=3, min_test_ratings=1)
+
+
+def test_image_split_file_with_a_bad_row_is_one_clear_line(tmp_path):
+    truth = para_files(tmp_path / "PARA")
+    giaa_files(tmp_path / "PARA" / "annotation", truth["images"][:20], truth["images"][20:])
+    write_import(parse_para(tmp_path / "PARA", n_test=3, min_test_ratings=1), make_store(tmp_path / "s", truth["images"]), tmp_path / "out")
+    path = tmp_path / "out" / "giaa_split.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:3] + [lines[3].replace(",train", ",validation")] + lines[4:]) + "\n")
+    with pytest.raises(DataError, match=r"giaa_split.csv line 4, field 'split': expected train or test, got 'validation'"):
+        read_dataset(tmp_path / "out").image_split()
+
+
+def test_para_semicolon_file_with_spaces_around_cells_reads_clean_ids(tmp_path):
+    truth = para_files(tmp_path / "PARA", variant="variant")
+    path = tmp_path / "PARA" / "annotation" / "PARA-Images.csv"
+    path.write_text(path.read_text().replace(";", " ; "))  # spaces on both sides of every delimiter
+    parsed = parse_para(tmp_path / "PARA", n_test=3, min_test_ratings=1)
+    assert sorted(parsed.ratings["user"].unique()) == sorted(truth["users"])
+    assert set(parsed.ratings["image"]) == set(truth["images"])
+    np.testing.assert_allclose(np.sort(parsed.ratings["score"]), np.sort(truth["table"]["aestheticScore"]))
+
+
+def test_giaa_baseline_can_train_on_the_giaa_train_images_only(tmp_path):
+    """With giaa_train_only the generic prior never sees a GIAA-test image: changing those images'
+    scores leaves it unchanged (and changes the prior trained on every image)."""
+    import dataclasses
+
+    from piaa.registry import create_method
+
+    truth = para_files(tmp_path / "PARA", n_images=60)
+    images = truth["images"]
+    giaa_files(tmp_path / "PARA" / "annotation", images[:45], images[45:])
+    write_import(parse_para(tmp_path / "PARA", n_test=3, min_test_ratings=1), make_store(tmp_path / "s", images, dim=6), tmp_path / "out")
+    data = read_dataset(tmp_path / "out").without("test")
+    test_rows = data.ratings["image_index"].isin(data.image_split().pipe(lambda s: s.index[s == "test"]))
+    flipped = dataclasses.replace(data, ratings=data.ratings.assign(score=np.where(test_rows, 6.0 - data.ratings["score"], data.ratings["score"])))
+    x = np.asarray(data.features)
+    fit = {"epochs": 3, "hidden": (8,), "patience": 3}
+    only = [create_method("giaa", giaa_train_only=True, **fit).fit(d, seed=0) for d in (data, flipped)]
+    np.testing.assert_array_equal(only[0].generic_score(x), only[1].generic_score(x))
+    event = next(e for e in only[0].fit_log if e.get("event") == "giaa_split")
+    assert event["left_out_images"] == data.ratings.loc[test_rows, "image_index"].nunique() > 0
+    assert event["train_images"] == data.ratings.loc[~test_rows, "image_index"].nunique()
+    every = [create_method("giaa", **fit).fit(d, seed=0) for d in (data, flipped)]
+    assert not np.allclose(every[0].generic_score(x), every[1].generic_score(x))
+    with pytest.raises(ConfigError, match="giaa_train_only: dataset .* has no image split"):
+        create_method("giaa", giaa_train_only=True, **fit).fit(dataclasses.replace(data, path=None), seed=0)

@@ -9,6 +9,8 @@ Big-Five prediction when the rater's Big-Five is known (0 shots: the prediction 
 End to end (`backbone` set, the dataset's `images_root` read as pixels): the trunk sits on a trainable
 backbone that learns with it, at `backbone_lr_scale` of the trunk's rate, on the aesthetics
 distributions and the personality raters' liked images alike; the fusion above is unchanged.
+With `attribute_weight` > 0 on a dataset with per-rating attributes (PARA's attributes.csv), an
+auxiliary head learns each image's mean attribute scores from the shared trunk, trained jointly.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from piaa.personality.data import (
 from piaa.personality.fusion import FittedTaste, TastePrior, design, estimate_taste_prior, posterior_taste
 from piaa.personality.link import TasteLink, fit_taste_link, fit_taste_link_from_ratings, rater_tastes, select_link_l2
 from piaa.personality.losses import DISTRIBUTION_LOSSES
-from piaa.personality.model import PersonalityAssistedNet, predict_heads, torch_threads
-from piaa.personality.training import TaskData, personality_quality, train_multitask
+from piaa.personality.model import PersonalityAssistedNet, predict_attributes, predict_heads, torch_threads
+from piaa.personality.training import TaskData, attribute_quality, personality_quality, train_multitask
 from piaa.seeding import numpy_rng, torch_seeded
 from piaa.tasks.format import BIG_FIVE, RaterDataset, parse_big_five
 
@@ -73,6 +75,7 @@ class PAIAAConfig(MethodConfig):
     backbone_lr_scale: float = 0.1  # backbone lr / trunk and heads lr
     device: str = "auto"  # auto | cpu | cuda (end to end only; the feature path runs on the CPU)
     amp: bool = True  # float16 autocast while training, on CUDA only
+    attribute_weight: float = 0.0  # > 0: auxiliary head on the images' mean attribute scores (attributes.csv), loss scaled by this
 
 
 class PAUserModel(UserModel):
@@ -114,6 +117,7 @@ class PersonalityAssisted(Method):
         self.pool_center: np.ndarray | None = None
         self.personality: dict[str, Any] = {"available": False, "reason": "not fitted"}
         self._notes: list[str] = []  # end to end: where the backbone's weights came from
+        self.attribute_names: list[str] = []  # the attribute head's outputs, in order (empty: no head)
 
     # -- capabilities ----------------------------------------------------------------------------
     @property
@@ -158,10 +162,12 @@ class PersonalityAssisted(Method):
         rng = numpy_rng(seed, "pa-iaa", "split")
         order = rng.permutation(len(generic.image_index))
         n_val = int(round(len(order) * cfg.val_fraction)) if len(order) >= 20 else 0
+        targets, attribute_stats = self._attribute_targets(data, generic.image_index, order[n_val:])
         g_all = TaskData(
             x=self._rows(data, generic.image_index),
             y=generic.dist,
             w=generic.n_votes.astype(np.float32),
+            a=targets,
         )
         g_split = (g_all.take(order[n_val:]), g_all.take(order[:n_val]))
 
@@ -189,17 +195,23 @@ class PersonalityAssisted(Method):
             warnings.warn(f"pa-iaa: {reason}; training the aesthetics head only (no personality fusion, no zero-shot)", stacklevel=3)
 
         with torch_seeded(seed, "pa-iaa", "init"):
-            self.net = self._build(data.feature_dim, bins)
+            self.net = self._build(data.feature_dim, bins, n_attributes=len(self.attribute_names))
         if not self.uses_images:
             self.net.standardize.fit(g_all.x)
+        if attribute_stats is not None:
+            self.net.attribute_mean.copy_(torch.as_tensor(attribute_stats[0], dtype=torch.float32))
+            self.net.attribute_std.copy_(torch.as_tensor(attribute_stats[1], dtype=torch.float32))
         self.fit_log = train_multitask(
             self.net, g_split, p_split,
             distribution_loss=DISTRIBUTION_LOSSES[cfg.aesthetics_loss], personality_weight=cfg.personality_weight,
+            attribute_weight=cfg.attribute_weight if self.attribute_names else 0.0,
             epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
             patience=cfg.patience, seed=seed, progress=progress, backbone_lr_scale=cfg.backbone_lr_scale,
             device=resolve_device(cfg.device) if self.uses_images else torch.device("cpu"), amp=cfg.amp,
         )
 
+        if self.attribute_names and n_val:
+            self.fit_log.append({"event": "attributes", "names": list(self.attribute_names), **attribute_quality(self.net, g_split[1])})
         if reason is None:
             quality = personality_quality(self.net, heldout.x, heldout.y) if len(heldout) else None
             self.personality = {"available": True, "reason": None, "heldout_raters": int(n_hold), "quality": quality, "head_source": head_source}
@@ -213,11 +225,11 @@ class PersonalityAssisted(Method):
         self.fit_log.append({"event": "personality", **self.personality})
         return self
 
-    def _build(self, dim: int, bins: np.ndarray, *, initial_weights: bool = True) -> PersonalityAssistedNet:
+    def _build(self, dim: int, bins: np.ndarray, *, initial_weights: bool = True, n_attributes: int = 0) -> PersonalityAssistedNet:
         """The network on `dim`-wide features, or end to end on a backbone of the configured name."""
         cfg = self.config
-        net, notes = build_model(cfg, lambda: PersonalityAssistedNet(dim, bins, cfg.trunk, cfg.dropout),
-                                 lambda backbone, width: PersonalityAssistedNet(width, bins, cfg.trunk, cfg.dropout, backbone=backbone),
+        net, notes = build_model(cfg, lambda: PersonalityAssistedNet(dim, bins, cfg.trunk, cfg.dropout, n_attributes=n_attributes),
+                                 lambda backbone, width: PersonalityAssistedNet(width, bins, cfg.trunk, cfg.dropout, backbone=backbone, n_attributes=n_attributes),
                                  initial_weights=initial_weights)
         if initial_weights and self.uses_images:
             self._notes = notes
@@ -228,6 +240,36 @@ class PersonalityAssisted(Method):
         if self.uses_images:
             return LazyRows(data.features, index)
         return np.asarray(data.features[index], dtype=np.float32)
+
+    def _attribute_targets(self, data: RaterDataset, image_index: np.ndarray, train_rows: np.ndarray) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
+        """Per generic example, its image's mean attribute scores over train raters, standardised with
+        the training rows' mean and std (NaN where unknown), and (mean, std); (None, None) when off."""
+        self.attribute_names = []
+        if self.config.attribute_weight <= 0:
+            return None, None
+        if not data.attribute_names:
+            warnings.warn(f"pa-iaa: attribute_weight is set but dataset {data.name!r} has no attributes.csv; training without the attribute head", stacklevel=4)
+            return None, None
+        table = data.image_attributes("train")
+        values = table.reindex(image_index).to_numpy(np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an attribute nobody scored: all-NaN column
+            mean, std = np.nanmean(values[train_rows], axis=0), np.nanstd(values[train_rows], axis=0)
+        usable = np.isfinite(mean) & (std > 0)
+        if not usable.any():
+            warnings.warn(f"pa-iaa: no attribute of {data.name!r} varies over the training images; training without the attribute head", stacklevel=4)
+            return None, None
+        self.attribute_names = [n for n, ok in zip(table.columns, usable) if ok]
+        mean, std = mean[usable], std[usable]
+        return ((values[:, usable] - mean) / std).astype(np.float32), (mean, std)
+
+    def predict_attributes(self, x: np.ndarray) -> np.ndarray:
+        """The attribute head's prediction of each image's mean attribute scores [n, len(attribute_names)]."""
+        self.check_fitted("net")
+        if self.net.attributes is None:
+            raise ConfigError("pa-iaa was fitted without an attribute head (set attribute_weight > 0 on a dataset with attributes.csv)")
+        with torch_threads(self.config.threads):
+            return predict_attributes(self.net, self.check_features(x))
 
     def _fit_link(self, data: RaterDataset, generic_images: np.ndarray, seed: int) -> None:
         ex = personality_examples(data)
@@ -343,7 +385,8 @@ class PersonalityAssisted(Method):
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         dim = int(state["net.standardize.mean"].shape[0]) if "net.standardize.mean" in state else 0  # end to end: no standardiser
         bins = state["net.bins"].numpy()
-        self.net = self._build(dim, bins, initial_weights=False)  # the trained weights follow
+        n_attributes = int(state["net.attributes.weight"].shape[0]) if "net.attributes.weight" in state else 0
+        self.net = self._build(dim, bins, initial_weights=False, n_attributes=n_attributes)  # the trained weights follow
         self.net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
         self.net.eval()
         if self.uses_images:
@@ -355,11 +398,12 @@ class PersonalityAssisted(Method):
             self.link = TasteLink(matrix=state["link.matrix"].numpy().copy(), generic_coef=float(state["link.generic_coef"][0]), n_raters=0, center=center)
 
     def extra_state(self) -> dict[str, Any]:
-        return {**super().extra_state(), "personality": self.personality, "notes": self._notes}
+        return {**super().extra_state(), "personality": self.personality, "notes": self._notes, "attribute_names": self.attribute_names}
 
     def load_extra_state(self, extra: Mapping[str, Any]) -> None:
         super().load_extra_state(extra)
         self.personality = dict(extra.get("personality") or {"available": self.link is not None, "reason": None})
         self._notes = [str(n) for n in extra.get("notes", [])]
+        self.attribute_names = list(extra.get("attribute_names") or [])
         if self.link is not None and "link" in self.personality:
             self.link = TasteLink(self.link.matrix, self.link.generic_coef, int(self.personality["link"].get("n_raters", 0)), self.link.center)

@@ -3,7 +3,9 @@ backbone's features of the pixels), two heads.
 
 aesthetics head → softmax over the score bins (its mean is the generic score);
 personality head → five tanh outputs in O, C, E, A, N order, read as "the Big-Five of the people
-who like this image". No BatchNorm, so the network behaves the same in train and eval apart from dropout.
+who like this image"; optional attribute head → the image's mean attribute scores (PARA's quality,
+composition, ...), standardised, an auxiliary task that shapes the shared trunk.
+No BatchNorm, so the network behaves the same in train and eval apart from dropout.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ def torch_threads(n: int) -> Iterator[None]:
 
 class PersonalityAssistedNet(nn.Module):
     def __init__(self, in_dim: int, bins: Sequence[float], trunk: Sequence[int] = (256, 128), dropout: float = 0.2,
-                 backbone: nn.Module | None = None):
-        """`backbone` (end to end): input rows are pixels, turned into `in_dim` features by it."""
+                 backbone: nn.Module | None = None, n_attributes: int = 0):
+        """`backbone` (end to end): input rows are pixels, turned into `in_dim` features by it.
+        `n_attributes` > 0: an extra head predicting per-image attribute scores (PARA's)."""
         super().__init__()
         if not trunk:
             raise ValueError("the shared trunk needs at least one hidden layer")
@@ -58,11 +61,23 @@ class PersonalityAssistedNet(nn.Module):
         self.aesthetics = nn.Linear(last, len(bins))
         self.personality = nn.Linear(last, 5)
         self.register_buffer("bins", torch.as_tensor(np.asarray(bins, dtype=np.float32)))
+        self.attributes: nn.Linear | None = None
+        if n_attributes > 0:
+            self.attributes = nn.Linear(last, n_attributes)
+            # the head predicts z-scores; these map them back to the attributes' own scale
+            self.register_buffer("attribute_mean", torch.zeros(n_attributes))
+            self.register_buffer("attribute_std", torch.ones(n_attributes))
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The shared trunk's output."""
+        return self.trunk(self.features(x))
+
+    def heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.softmax(self.aesthetics(h), dim=-1), torch.tanh(self.personality(h))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(score distribution [n, bins] summing to one, personality [n, 5] in [-1, 1])."""
-        h = self.trunk(self.features(x))
-        return torch.softmax(self.aesthetics(h), dim=-1), torch.tanh(self.personality(h))
+        return self.heads(self.hidden(x))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """What the trunk sees: standardised feature rows, or the backbone's features of pixel rows."""
@@ -95,3 +110,16 @@ def predict_heads(net: PersonalityAssistedNet, x: np.ndarray, batch: int | None 
     if not scores:
         return np.zeros(0), np.zeros((0, len(net.bins))), np.zeros((0, 5))
     return np.concatenate(scores), np.concatenate(dists), np.concatenate(pers)
+
+
+@torch.no_grad()
+def predict_attributes(net: PersonalityAssistedNet, x: np.ndarray, batch: int = 65536) -> np.ndarray:
+    """The attribute head's predictions [n, n_attributes] on the attributes' own scale (eval mode)."""
+    if net.attributes is None:
+        raise ValueError("this network has no attribute head")
+    was_training = net.training
+    net.eval()
+    out = [(net.attributes(net.hidden(as_tensor(np.asarray(x[i : i + batch])))) * net.attribute_std + net.attribute_mean).double().numpy()
+           for i in range(0, len(x), batch)]
+    net.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, net.attributes.out_features))

@@ -21,7 +21,7 @@ from piaa.e2e.train import param_groups
 from piaa.metrics import plcc
 from piaa.nn import as_tensor
 from piaa.personality.data import LazyRows
-from piaa.personality.model import PersonalityAssistedNet, predict_heads
+from piaa.personality.model import PersonalityAssistedNet, predict_attributes, predict_heads
 from piaa.seeding import numpy_rng, torch_seeded
 from piaa.training import train_with_early_stopping
 from piaa.tasks.format import BIG_FIVE
@@ -36,16 +36,25 @@ class TaskData:
     x: np.ndarray | LazyRows
     y: np.ndarray
     w: np.ndarray
+    a: np.ndarray | None = None  # auxiliary targets per example (standardised image attributes; NaN = unknown)
 
     def __len__(self) -> int:
         return len(self.x)
 
     def take(self, idx: np.ndarray) -> "TaskData":
-        return TaskData(self.x[idx], self.y[idx], self.w[idx])
+        return TaskData(self.x[idx], self.y[idx], self.w[idx], None if self.a is None else self.a[idx])
 
 
 def _weighted(loss_rows: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return (w * loss_rows).sum() / w.sum()
+
+
+def attribute_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the known (non-NaN) attribute targets; 0 when none is known."""
+    known = ~torch.isnan(target)
+    if not bool(known.any()):
+        return pred.sum() * 0.0
+    return ((pred - torch.nan_to_num(target)) ** 2)[known].mean()
 
 
 def train_multitask(
@@ -55,6 +64,7 @@ def train_multitask(
     *,
     distribution_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     personality_weight: float,
+    attribute_weight: float = 0.0,
     epochs: int,
     batch_size: int,
     lr: float,
@@ -70,11 +80,13 @@ def train_multitask(
 
     `generic` and `personality` are (train, validation) pairs; `personality=None` trains the
     aesthetics head alone (a dataset without personality raters). With a backbone in `net`, its
-    weights learn at `backbone_lr_scale` times `lr`.
+    weights learn at `backbone_lr_scale` times `lr`. With `attribute_weight` > 0 (and attribute
+    targets `generic[i].a`, a network with an attribute head) every aesthetics batch also trains the
+    attribute head on the same images.
     """
     rng = numpy_rng(seed, "pa-iaa", "batches")
     net.to(device)
-    epoch = _MultitaskEpoch(net, generic, personality, distribution_loss, personality_weight, batch_size, rng, device, amp)
+    epoch = _MultitaskEpoch(net, generic, personality, distribution_loss, personality_weight, batch_size, rng, device, amp, attribute_weight)
     with torch_seeded(seed, "pa-iaa", "train"):
         params = net.parameters() if net.backbone is None else param_groups(net, lr, backbone_lr_scale)
         epoch.opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
@@ -98,13 +110,16 @@ class _MultitaskEpoch:
     batch (drawn in turn from a reshuffled order); its log entry's val_loss is the weighted sum."""
 
     def __init__(self, net, generic, personality, distribution_loss, personality_weight: float, batch_size: int, rng: np.random.Generator,
-                 device: torch.device = torch.device("cpu"), amp: bool = False):
+                 device: torch.device = torch.device("cpu"), amp: bool = False, attribute_weight: float = 0.0):
         self.net, self.loss, self.weight, self.batch_size, self.rng = net, distribution_loss, personality_weight, batch_size, rng
         self.device, self.amp = device, amp
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")  # disabled: a plain backward and step
         self.opt: torch.optim.Optimizer | None = None
         self.g_train, self.g_val = generic
         self.g, self.gv = _tensors(self.g_train, device), _tensors(self.g_val, device)
+        self.attribute_weight = attribute_weight if net.attributes is not None and self.g_train.a is not None else 0.0
+        if self.attribute_weight:
+            self.ga, self.gva = as_tensor(self.g_train.a).to(device), as_tensor(self.g_val.a).to(device)
         self.personality = personality
         if personality is not None:
             self.p_train, self.p_val = personality
@@ -147,33 +162,60 @@ class _MultitaskEpoch:
         self._step(self.weight * ploss)
         return float(ploss.detach()) * len(pidx), len(pidx)
 
-    def val_losses(self) -> tuple[float, float]:
+    def _aesthetics_losses(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, a: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(aesthetics loss, attribute loss or None) of one batch, through one pass of the trunk."""
+        with autocast(self.device, self.amp):
+            h = self.net.hidden(x)
+            dist = self.net.heads(h)[0]
+            att = self.net.attributes(h) if a is not None else None
+        g = _weighted(self.loss(dist.float(), y), w)
+        return g, (attribute_loss(att.float(), a) if att is not None else None)
+
+    def _attribute_val_loss(self) -> float:
+        """The attribute head's loss on the validation images (features in one pass, images a batch at a time)."""
+        x, _, _ = self.gv
+        if not isinstance(x, LazyRows):
+            with autocast(self.device, self.amp):
+                return float(attribute_loss(self.net.attributes(self.net.hidden(x)).float(), self.gva))
+        preds = []
+        for start in range(0, len(x), self.batch_size):
+            idx = torch.arange(start, min(start + self.batch_size, len(x)))
+            with autocast(self.device, self.amp):
+                preds.append(self.net.attributes(self.net.hidden(_rows(x, idx, self.device))).float())
+        return float(attribute_loss(torch.cat(preds), self.gva))
+
+    def val_losses(self) -> tuple[float, float, float]:
         self.net.eval()
         with torch.no_grad():
             g = self._val_loss(self.gv, lambda x, y: self.loss(self._forward(x)[0], y)) if len(self.g_val) else float("nan")
+            att = self._attribute_val_loss() if self.attribute_weight and len(self.g_val) else float("nan")
             personality_rows = lambda x, y: ((self._forward(x)[1] - y) ** 2).mean(dim=-1)  # noqa: E731
             p = self._val_loss(self.pv, personality_rows) if self.personality is not None and len(self.p_val) else float("nan")
         self.net.train()
-        return g, p
+        return g, p, att
 
     def __call__(self, epoch: int) -> dict[str, Any]:
         self.net.train()
         order = self.rng.permutation(len(self.g_train))
         gx, gy, gw = self.g
-        g_sum = p_sum = 0.0
+        g_sum = p_sum = a_sum = 0.0
         g_n = p_n = 0
         for start in range(0, len(order), self.batch_size):
             idx = torch.from_numpy(order[start : start + self.batch_size])
-            loss = _weighted(self.loss(self._forward(_rows(gx, idx, self.device))[0], gy[idx]), gw[idx])
-            self._step(loss)
+            loss, a_loss = self._aesthetics_losses(_rows(gx, idx, self.device), gy[idx], gw[idx], self.ga[idx] if self.attribute_weight else None)
+            self._step(loss if a_loss is None else loss + self.attribute_weight * a_loss)
             g_sum += float(loss.detach()) * len(idx)
+            a_sum += 0.0 if a_loss is None else float(a_loss.detach()) * len(idx)
             g_n += len(idx)
             if self.personality is not None:
                 total, n = self._personality_batch()
                 p_sum, p_n = p_sum + total, p_n + n
-        g_val_loss, p_val_loss = self.val_losses()
+        g_val_loss, p_val_loss, a_val_loss = self.val_losses()
         entry = {"epoch": epoch + 1, "aesthetics_train_loss": g_sum / max(g_n, 1), "aesthetics_val_loss": g_val_loss}
         monitored = g_val_loss if np.isfinite(g_val_loss) else entry["aesthetics_train_loss"]
+        if self.attribute_weight:
+            entry["attribute_train_loss"], entry["attribute_val_loss"] = a_sum / max(g_n, 1), a_val_loss
+            monitored += self.attribute_weight * (a_val_loss if np.isfinite(a_val_loss) else entry["attribute_train_loss"])
         if self.personality is not None:
             entry["personality_train_loss"] = p_sum / max(p_n, 1)
             entry["personality_val_loss"] = p_val_loss
@@ -196,3 +238,15 @@ def personality_quality(net: PersonalityAssistedNet, x: np.ndarray, big_five: np
     out["mean_pearson_r"] = float(np.nanmean(rs)) if np.isfinite(rs).any() else float("nan")
     out["mean_mae"] = float(np.mean([v["mae"] for v in out["traits"].values()]))
     return out
+
+
+def attribute_quality(net: PersonalityAssistedNet, held_out: TaskData) -> dict[str, Any]:
+    """Pearson r per attribute between the attribute head and the (standardised) targets of held-out
+    images, and their mean: how well the auxiliary task is learned."""
+    pred = (predict_attributes(net, held_out.x) - net.attribute_mean.double().numpy()) / net.attribute_std.double().numpy()
+    rs = []
+    for k in range(pred.shape[1]):
+        known = np.isfinite(held_out.a[:, k])
+        ok = known.sum() >= 3 and np.ptp(pred[known, k]) > 0 and np.ptp(held_out.a[known, k]) > 0
+        rs.append(plcc(pred[known, k], held_out.a[known, k]) if ok else float("nan"))
+    return {"heldout_images": int(len(held_out)), "pearson_r": rs, "mean_pearson_r": float(np.nanmean(rs)) if np.isfinite(rs).any() else float("nan")}

@@ -27,6 +27,7 @@ from piaa.tasks.importers.common import (
     read_table,
     read_text_lines,
     read_worker_list,
+    split_options,
 )
 from piaa.tasks.importers.registry import Importer, Option
 
@@ -140,7 +141,6 @@ IMPORTER = Importer(
     parse=parse_aadb,
     options=(
         Option("annotations", "Raw MTurk result CSV, long worker,image,score CSV, or a folder of them (repeatable).", required=True, multiple=True),
-        Option("test_workers", "Test-worker list: CSV with header ID, or space-separated with a worker column."),
-        Option("split_seed", type=int, default=0, arg="seed"),
+        *split_options("test_workers"),
     ),
 )

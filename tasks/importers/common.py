@@ -17,7 +17,8 @@ import pandas as pd
 from piaa.errors import DataError
 from piaa.seeding import numpy_rng
 from piaa.tasks.feature_store import FeatureStore, open_store
-from piaa.tasks.format import BIG_FIVE, file_has_edge_space, strip_text, write_dataset
+from piaa.tasks.format import BIG_FIVE, IMAGE_SPLIT, file_has_edge_space, strip_text, write_dataset
+from piaa.tasks.importers.registry import Option
 
 
 @dataclass
@@ -35,6 +36,7 @@ class ParsedDataset:
     image_match: str = "name"  # how images are found in a feature store: "name" or "stem"
     attributes: pd.DataFrame | None = None  # user, image + numeric per-rating attribute scores (PARA)
     evaluation_only: bool = False  # test raters only (REAL-CUR): no train raters required
+    image_split: pd.DataFrame | None = None  # image, split: an image-level split published with the dataset (PARA's GIAA split)
 
     def image_names(self) -> list[str]:
         frames = [f["image"] for f in (self.ratings, self.likes, self.distributions) if f is not None]
@@ -55,6 +57,9 @@ class ParsedDataset:
         if self.attributes is not None:
             names = [c for c in self.attributes.columns if c not in ("user", "image")]
             rows.append(("attributes", f"{len(names)} per rating: {', '.join(names)}"))
+        if self.image_split is not None:
+            counts = self.image_split["split"].value_counts()
+            rows.append(("image split (GIAA)", ", ".join(f"{int(counts.get(s, 0)):,} {s}" for s in ("train", "test"))))
         extra = [c for c in self.users.columns if c not in ("user", "split", *BIG_FIVE)]
         if extra:
             rows.append(("rater attributes", ", ".join(extra)))
@@ -215,6 +220,32 @@ def derive_test_split(counts: pd.Series, *, n_test: int, min_ratings: int, max_r
 
 SPLIT_FILE = "test_raters.csv"
 
+# The test-list option's help, by option name: FLICKR-AES/AADB ship worker lists, PARA/LAPIS loaders circulate rater lists.
+_TEST_LIST_HELP = {
+    "test_workers": "Test-worker list: CSV with header ID, or space-separated with a worker column.",
+    "test_raters": "Test-rater list: one id per line (e.g. TestUserIDs_Fold1.txt), or a CSV with header ID.",
+}
+
+
+def split_options(
+    test_list: str = "test_raters", *, n_test: int | None = None, test_share: float | None = None, min_test_ratings: int | None = None,
+) -> tuple[Option, ...]:
+    """The options every importer with a rater split declares, in this order: the test list
+    (`--test-raters` or `--test-workers`), `--split-seed` (passed as `seed`), and the derived split's
+    size (`--n-test` or `--test-share`) and eligibility (`--min-test-ratings`) where it has them."""
+    flag = "--" + test_list.replace("_", "-")
+    options = [
+        Option(test_list, _TEST_LIST_HELP[test_list]),
+        Option("split_seed", f"Seed of the derived split when no {flag} is given.", type=int, default=0, arg="seed"),
+    ]
+    if n_test is not None:
+        options.append(Option("n_test", "Test raters of the derived split.", type=int, default=n_test))
+    if test_share is not None:
+        options.append(Option("test_share", "Derived split: share of the eligible raters drawn as test raters.", type=float, default=test_share))
+    if min_test_ratings is not None:
+        options.append(Option("min_test_ratings", "Derived split: test raters are drawn among raters with at least this many ratings.", type=int, default=min_test_ratings))
+    return tuple(options)
+
 
 def parse_range(value: str | tuple[float, float] | list[float], flag: str) -> tuple[float, float]:
     """A range given as (lo, hi) or as the text "LO,HI" of a command-line option."""
@@ -278,26 +309,37 @@ def read_header(path: Path, sep: str) -> list[str]:
     return [c.strip().strip('"').strip() for c in next(csv.reader([line], delimiter=sep))]
 
 
-def read_fast_table(path: Path, *, sep: str | None = None, text: list[str] | None = None) -> pd.DataFrame:
+def read_fast_table(path: Path, *, sep: str | None = None, text: list[str] | None = None, usecols: list[str] | None = None) -> pd.DataFrame:
     """A delimited table read fast. Columns named in `text` (default: all) are read as text with empty
     cells as ""; the others are parsed as numbers by the C reader where clean (a column holding a
-    non-number stays text so that `numeric_column` can name the cell). Header names are stripped."""
+    non-number stays text so that `numeric_column` can name the cell). With `usecols` (header names
+    as `read_header` gives them) only those columns are read. Header names are stripped."""
     sep = sep or sniff_delimiter(path)
+    spaced = file_has_edge_space(path)  # skipping spaces after delimiters costs the reader; only where there are any
     try:
         if text is None:
-            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=spaced)
+        elif usecols is not None:  # empty cells are NaN in number columns only: text columns need no fill
+            raw = pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8-sig", skipinitialspace=spaced).columns
+            named = {str(c).strip().strip('"').strip(): c for c in raw}  # the header as pandas names it
+            keep = [named[c] for c in usecols if c in named]
+            is_text = {named[c] for c in text if c in named}
+            df = pd.read_csv(
+                path, sep=sep, usecols=keep, dtype=dict.fromkeys(is_text, str), keep_default_na=False,
+                na_values={c: [""] for c in keep if c not in is_text}, encoding="utf-8-sig", skipinitialspace=spaced,
+            )
         else:
             raw = {c: str for c in text} | {f" {c}": str for c in text} | {f'"{c}"': str for c in text}
-            df = pd.read_csv(path, sep=sep, dtype=raw, keep_default_na=False, na_values=[""], encoding="utf-8-sig", skipinitialspace=True)
+            df = pd.read_csv(path, sep=sep, dtype=raw, keep_default_na=False, na_values=[""], encoding="utf-8-sig", skipinitialspace=spaced)
     except pd.errors.EmptyDataError:
         raise DataError(str(path), "file is empty; expected a header line") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(str(path), f"cannot be parsed ({str(exc).splitlines()[0]})") from None
     df.columns = [str(c).strip().strip('"').strip() for c in df.columns]
-    for col in text or []:
+    for col in [] if usecols is not None else text or []:
         if col in df.columns:
             df[col] = df[col].fillna("").astype(str)
-    df.attrs["edge_space"] = file_has_edge_space(path)  # text_column strips only when it can matter
+    df.attrs["edge_space"] = spaced  # text_column strips only when it can matter
     return df
 
 
@@ -416,6 +458,8 @@ def match_features(parsed: ParsedDataset, store: FeatureStore, *, drop_missing: 
         parsed = replace(parsed, ratings=keep(parsed.ratings, "ratings"), likes=keep(parsed.likes, "likes"), distributions=keep(parsed.distributions, "distributions"))
         if parsed.attributes is not None:
             parsed = replace(parsed, attributes=parsed.attributes[~parsed.attributes["image"].isin(gone)].reset_index(drop=True))
+        if parsed.image_split is not None:
+            parsed = replace(parsed, image_split=parsed.image_split[~parsed.image_split["image"].isin(gone)].reset_index(drop=True))
         dropped["images"] = len(missing)
         what = ", ".join(f"{n} {k}" for k, n in dropped.items() if k != "images" and n)
         notes.append(f"dropped {len(missing)} images without features{why} and their {what or 'nothing else'} (--drop-missing)")
@@ -458,6 +502,8 @@ def write_import(
     extra_files = {}
     if parsed.meta.get("split", {}).get("source") == "derived":
         extra_files[SPLIT_FILE] = split_file_text(users)
+    if parsed.image_split is not None:
+        extra_files[IMAGE_SPLIT] = parsed.image_split[["image", "split"]].to_csv(index=False, lineterminator="\n")
     path = write_dataset(
         out, name=parsed.name, score_range=parsed.score_range, ratings=parsed.ratings, users=users,
         images=names, features=gather_features(store, rows), likes=parsed.likes, meta=meta, overwrite=overwrite,

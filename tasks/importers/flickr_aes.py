@@ -27,6 +27,7 @@ from piaa.tasks.importers.common import (
     read_table,
     read_text_lines,
     read_worker_list,
+    split_options,
 )
 from piaa.tasks.importers.registry import Importer, Option
 
@@ -157,8 +158,7 @@ IMPORTER = Importer(
     options=(
         Option("root", "Folder with FLICKR-AES_image_labeled_by_each_worker.csv (or per-worker <worker>.csv files)."),
         Option("labels", "The label CSV, or a folder of per-worker CSVs (default: found in --root)."),
-        Option("test_workers", "Test-worker list: CSV with header ID, or space-separated with a worker column."),
-        Option("split_seed", "Seed of the derived split when no --test-workers is given.", type=int, default=0, arg="seed"),
+        *split_options("test_workers"),
     ),
     help={"out": "Rater-dataset directory to create."},
 )

@@ -30,6 +30,7 @@ from piaa.tasks.importers.common import (
     read_header,
     require_file,
     sniff_delimiter,
+    split_options,
     text_column,
 )
 from piaa.tasks.importers.registry import Importer, Option
@@ -127,10 +128,7 @@ IMPORTER = Importer(
     options=(
         Option("root", "LAPIS folder (holding annotation/LAPIS_individualratings_metaANDdemodata.csv)."),
         Option("ratings_csv", "The individual-ratings CSV (default: found in --root)."),
-        Option("test_raters", "Test-rater list: one id per line (e.g. TestUserIDs_Fold1.txt), or a CSV with header ID."),
-        Option("split_seed", "Seed of the derived split when no --test-raters is given.", type=int, default=0, arg="seed"),
-        Option("test_share", "Derived split: share of the eligible raters drawn as test raters.", type=float, default=TEST_SHARE),
-        Option("min_test_ratings", "Derived split: test raters are drawn among raters with at least this many ratings.", type=int, default=MIN_TEST_RATINGS),
+        *split_options("test_raters", test_share=TEST_SHARE, min_test_ratings=MIN_TEST_RATINGS),
         Option("score_range", "Range of the response scale.", type=str, default="0,10"),
     ),
     help={"out": "Rater-dataset directory to create."},

@@ -7,7 +7,10 @@ Accepted inputs (see docs/datasets.md):
   colorScore, dofScore, contentScore, lightScore, contentPreference, willingnessToShare,
   difficultyOfJudgment, and in some copies isObjectEmphasis) and the labels imgEmotion, semantic;
 - `annotation/PARA-UserInfo.csv`: userId, age, gender, EducationalLevel, artExperience,
-  photographyExperience and personality-E, -A, -N, -O, -C.
+  photographyExperience and personality-E, -A, -N, -O, -C;
+- optionally `annotation/PARA-GiaaTrain.csv` and `PARA-GiaaTest.csv`, the release's image-level GIAA
+  split (imageName, sessionId, score distribution and attribute statistics per image): only the image
+  names are read, and kept as giaa_split.csv (image,split) beside the dataset.
 Header names are matched ignoring case, spaces, `-` and `_` (so `personality_E` and `userid` work),
 and the delimiter is taken from the header line (comma, semicolon, tab or `|`).
 
@@ -27,13 +30,14 @@ import numpy as np
 import pandas as pd
 
 from piaa.errors import DataError
-from piaa.tasks.format import BIG_FIVE
+from piaa.tasks.format import BIG_FIVE, IMAGE_SPLIT
 from piaa.tasks.importers.common import (
     ParsedDataset,
     find_columns,
     numeric_column,
     parse_range,
     rater_split,
+    split_options,
     read_fast_table,
     read_header,
     require_file,
@@ -44,6 +48,7 @@ from piaa.tasks.importers.registry import Importer, Option
 
 IMAGES_FILE = "PARA-Images.csv"
 USERS_FILE = "PARA-UserInfo.csv"
+GIAA_FILES = {"train": "PARA-GiaaTrain.csv", "test": "PARA-GiaaTest.csv"}
 SCORE_RANGE = (1.0, 5.0)
 BIG_FIVE_RANGE = (2.0, 10.0)  # BFI-10: each trait is the sum of two 1..5 items
 N_TEST = 40  # derived split: test raters drawn among raters with enough ratings
@@ -93,12 +98,13 @@ def big_five_to_para(values: np.ndarray, value_range: tuple[float, float] = BIG_
     return (lo + hi) / 2 + np.asarray(values, dtype=np.float64) * ((hi - lo) / 2)
 
 
-def read_para_ratings(path: Path, notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """PARA-Images.csv → (ratings user,image,score; attributes user,image,<numeric attributes>)."""
+def read_para_ratings(path: Path, notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.Series, pd.Index]:
+    """PARA-Images.csv → (ratings user,image,score; attributes user,image,<numeric attributes>;
+    ratings per rater; the rated images), counted from the one factorisation the duplicate check needs."""
     sep = sniff_delimiter(path)
     cols = find_columns(path, read_header(path, sep), {**RATING_COLUMNS, **ATTRIBUTE_COLUMNS, **LABEL_COLUMNS}, required=("image", "user", "score"))
-    text = [cols[k] for k in ("session", "image", "user", *LABEL_COLUMNS) if k in cols]
-    df = read_fast_table(path, sep=sep, text=text)
+    keep = [cols[k] for k in ("image", "user", "score", *ATTRIBUTE_COLUMNS) if k in cols]  # labels and sessions are not kept
+    df = read_fast_table(path, sep=sep, text=[cols["image"], cols["user"]], usecols=keep)
     ratings = pd.DataFrame({
         "user": text_column(df, cols["user"], path),
         "image": text_column(df, cols["image"], path),
@@ -116,16 +122,18 @@ def read_para_ratings(path: Path, notes: list[str]) -> tuple[pd.DataFrame, pd.Da
     labels = [cols[k] for k in LABEL_COLUMNS if k in cols]
     if labels:
         notes.append(f"{path.name}: categorical label(s) {', '.join(labels)} are not kept (attributes.csv holds numeric scores only)")
-    user_code, _ = pd.factorize(ratings["user"])
+    user_code, user_names = pd.factorize(ratings["user"])
     image_code, images = pd.factorize(ratings["image"])
     dup = pd.Series(user_code.astype(np.int64) * max(len(images), 1) + image_code).duplicated().to_numpy()
+    counts = pd.Series(np.bincount(user_code, minlength=len(user_names)), index=pd.Index(user_names, name="user"))
     if dup.any():
         n = int(dup.sum())
         notes.append(f"{path.name}: {n} repeated (user, image) rows; scores and attributes averaged per pair")
         ratings = ratings.groupby(["user", "image"], sort=False, as_index=False)["score"].mean()
         if attributes is not None:
             attributes = attributes.groupby(["user", "image"], sort=False, as_index=False)[names].mean()
-    return ratings, attributes
+        counts = ratings.groupby("user", sort=False).size()
+    return ratings, attributes, counts.sort_index(), pd.Index(images)
 
 
 def read_para_users(path: Path, big_five_range: tuple[float, float]) -> pd.DataFrame:
@@ -154,11 +162,49 @@ def read_para_users(path: Path, big_five_range: tuple[float, float]) -> pd.DataF
     return users
 
 
+def read_giaa_images(path: Path) -> list[str]:
+    """The image names of one GIAA split file (its imageName column), in file order."""
+    sep = sniff_delimiter(path)
+    cols = find_columns(path, read_header(path, sep), {"image": RATING_COLUMNS["image"]}, required=("image",))
+    df = read_fast_table(path, sep=sep, text=[cols["image"]], usecols=[cols["image"]])
+    return text_column(df, cols["image"], path).tolist()
+
+
+def giaa_split(paths: dict[str, Path], rated: pd.Index, notes: list[str]) -> pd.DataFrame:
+    """image,split for the rated images named in PARA's GIAA split files. An image in both files is
+    an error; images the ratings do not have, or rated images in neither file, are counted in notes."""
+    frames = []
+    for split, path in paths.items():
+        names = pd.Series(read_giaa_images(path), dtype=object)
+        frames.append(pd.DataFrame({"image": names, "split": split, "line": np.arange(len(names)) + 2, "file": str(path)}))
+    table = pd.concat(frames, ignore_index=True)
+    first = table.drop_duplicates("image")
+    clash = table[table["image"].duplicated() & (table["split"] != table["image"].map(first.set_index("image")["split"]))]
+    if len(clash):
+        row = clash.iloc[0]
+        raise DataError(row["file"], f"image {row['image']!r} is also in {paths['train'].name} (an image belongs to one GIAA split)", line=int(row["line"]), field="imageName")
+    repeated = len(table) - len(first)
+    unrated = int((~first["image"].isin(rated)).sum())
+    kept = first[first["image"].isin(rated)][["image", "split"]].reset_index(drop=True)
+    missing = len(rated) - len(kept)
+    counts = kept["split"].value_counts()
+    notes.append(
+        f"GIAA image split from {', '.join(p.name for p in paths.values())}: {int(counts.get('train', 0)):,} train and "
+        f"{int(counts.get('test', 0)):,} test images, written to giaa_split.csv"
+        + (f"; {unrated:,} listed image(s) have no ratings and are left out" if unrated else "")
+        + (f"; {missing:,} rated image(s) are in neither file" if missing else "")
+        + (f"; {repeated:,} repeated line(s) ignored" if repeated else "")
+    )
+    return kept
+
+
 def parse_para(
     root: str | Path | None = None,
     *,
     images_csv: str | Path | None = None,
     users_csv: str | Path | None = None,
+    giaa_train: str | Path | None = None,
+    giaa_test: str | Path | None = None,
     test_raters: str | Path | None = None,
     seed: int = 0,
     n_test: int = N_TEST,
@@ -181,10 +227,25 @@ def parse_para(
 
     images_path, users_path = locate(images_csv, IMAGES_FILE), locate(users_csv, USERS_FILE)
     notes: list[str] = []
-    ratings, attributes = read_para_ratings(images_path, notes)
+    ratings, attributes, counts, rated_images = read_para_ratings(images_path, notes)
     info = read_para_users(users_path, big_five_range)
+    giaa_paths = {}
+    for split, given in (("train", giaa_train), ("test", giaa_test)):
+        if given is not None:
+            giaa_paths[split] = require_file(given, f"{GIAA_FILES[split]} (PARA's image-level GIAA split)")
+        else:
+            found = [c for c in (images_path.parent / GIAA_FILES[split], *([root / GIAA_FILES[split]] if root is not None else [])) if c.is_file()]
+            if found:
+                giaa_paths[split] = found[0]
+    image_split = None
+    if len(giaa_paths) == 2:
+        image_split = giaa_split(giaa_paths, rated_images, notes)
+    elif giaa_paths:
+        (split, path), = giaa_paths.items()
+        other = GIAA_FILES["test" if split == "train" else "train"]
+        notes.append(f"found {path.name} but not {other}; the GIAA image split needs both and is not kept")
 
-    rated = set(ratings["user"].unique().tolist())
+    rated = set(counts.index.tolist())
     unrated = sorted(set(info["user"]) - rated)
     if unrated:
         notes.append(f"{users_path.name}: {len(unrated)} user(s) have no ratings and are left out, e.g. {unrated[0]!r}")
@@ -192,12 +253,11 @@ def parse_para(
     if no_info:
         notes.append(f"{images_path.name}: {len(no_info)} rater(s) are missing from {users_path.name}; their Big-Five and attributes are unknown, e.g. {no_info[0]!r}")
 
-    counts = ratings.groupby("user").size()
     split_users, split = rater_split(counts, dataset="para", test_raters=test_raters, seed=seed, n_test=n_test, min_test_ratings=min_test_ratings, notes=notes)
     users = split_users.merge(info, on="user", how="left")
     known = int(users[list(BIG_FIVE)].notna().all(axis=1).sum())
     notes.append(
-        f"{len(ratings):,} ratings of {ratings['image'].nunique():,} images by {len(counts)} raters; Big-Five known for {known}, "
+        f"{len(ratings):,} ratings of {len(rated_images):,} images by {len(counts)} raters; Big-Five known for {known}, "
         f"mapped from {lo:g}..{hi:g} to [-1, 1]"
     )
     return ParsedDataset(
@@ -212,8 +272,11 @@ def parse_para(
             "users_csv": str(users_path),
             "split": split,
             "big_five": {"source": "PARA-UserInfo.csv (BFI-10)", "range": [lo, hi], "mapping": "b = (v - (lo + hi) / 2) / ((hi - lo) / 2)"},
+            **({"giaa_split": {"files": [str(p) for p in giaa_paths.values()], "file": IMAGE_SPLIT,
+                               **{s: int((image_split["split"] == s).sum()) for s in ("train", "test")}}} if image_split is not None else {}),
         },
         notes=notes,
+        image_split=image_split,
     )
 
 
@@ -224,10 +287,9 @@ IMPORTER = Importer(
         Option("root", "PARA folder (holding annotation/PARA-Images.csv and annotation/PARA-UserInfo.csv)."),
         Option("images_csv", "PARA-Images.csv (default: found in --root)."),
         Option("users_csv", "PARA-UserInfo.csv (default: found in --root)."),
-        Option("test_raters", "Test-rater list: one id per line (e.g. TestUserIDs_Fold1.txt), or a CSV with header ID."),
-        Option("split_seed", "Seed of the derived split when no --test-raters is given.", type=int, default=0, arg="seed"),
-        Option("n_test", "Test raters of the derived split.", type=int, default=N_TEST),
-        Option("min_test_ratings", "Derived split: test raters are drawn among raters with at least this many ratings.", type=int, default=MIN_TEST_RATINGS),
+        Option("giaa_train", "PARA-GiaaTrain.csv, the image-level GIAA split's train images (default: found beside PARA-Images.csv)."),
+        Option("giaa_test", "PARA-GiaaTest.csv, the image-level GIAA split's test images (default: found beside PARA-Images.csv)."),
+        *split_options("test_raters", n_test=N_TEST, min_test_ratings=MIN_TEST_RATINGS),
         Option("big_five_range", "Range of PARA's Big-Five scores, mapped linearly onto [-1, 1].", type=str, default="2,10"),
     ),
     help={"out": "Rater-dataset directory to create."},
