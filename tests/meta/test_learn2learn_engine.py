@@ -88,9 +88,11 @@ def test_full_maml_on_the_demo_learn2learn_matches_the_default_engine():
         method = create_method("maml", engine=engine, dropout=0.0).fit(data.without("test"), seed=0)
         summary = evaluate(method, data, shots=[10, 100], repeats=10, seed=0).summary.set_index("shots")
         validations = {e["step"]: e["val_srocc"] for e in method.fit_log if "val_srocc" in e and "step" in e}
-        results[engine] = (dict(method.adapt_lrs), summary["srocc_mean"].to_dict(), validations)
-    (lrs_l2l, test_l2l, val_l2l), (lrs_default, test_default, val_default) = results["learn2learn"], results["batched"]
-    assert lrs_l2l == lrs_default
+        choices = [{k: e[k] for k in ("adapt_lr_for_shots", "adapt_lr", "best_adapt_lr", "se_vs_best", "val_srocc_by_lr")}
+                   for e in method.fit_log if "adapt_lr_for_shots" in e]
+        results[engine] = (dict(method.adapt_lrs), summary["srocc_mean"].to_dict(), validations, choices)
+    (lrs_l2l, test_l2l, val_l2l, why_l2l), (lrs_default, test_default, val_default, why_default) = results["learn2learn"], results["batched"]
+    assert lrs_l2l == lrs_default, (why_l2l, why_default)
     for k in (10, 100):
         assert np.isfinite(test_default[k]) and abs(test_l2l[k] - test_default[k]) < 0.005
     # the meta-trained weights themselves (not only the selected prior) validate alike at every check

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from piaa.protocol import evaluate
 from piaa.registry import create_method, list_methods
 from piaa.meta.checkpoint import INDEX, load_checkpoint
-from piaa.meta.validation import Validator
+from piaa.meta.validation import Validator, one_se_choice
 
 # A few seconds of meta-training on the small dataset.
 QUICK = dict(hidden=(16, 8), pretrain_epochs=3, meta_steps=12, val_every=4, checkpoint_every=4, patience=0,
@@ -191,11 +191,11 @@ def test_cli_run_killed_with_sigkill_resumes_to_the_same_weights(small_dir, tmp_
 class _PeakedValidator(Validator):
     """A validator whose score peaks at step size 2.0 (for testing the grid's edge handling)."""
 
-    def __init__(self):  # no model or raters: per_shot below is the whole score
+    def __init__(self):  # no model or raters: per_rater below is the whole score
         pass
 
-    def per_shot(self, meta, lr=None):
-        return {10: -abs(np.log(lr / 2.0)) if lr > 0 else -10.0}
+    def per_rater(self, meta, lr=None):  # every rater alike: no noise, the rule is the argmax
+        return {10: np.full(5, -abs(np.log(lr / 2.0)) if lr > 0 else -10.0)}
 
 
 def test_a_step_size_grid_whose_edge_wins_is_extended_and_an_edge_choice_is_flagged():
@@ -204,6 +204,40 @@ def test_a_step_size_grid_whose_edge_wins_is_extended_and_an_edge_choice_is_flag
     assert chosen == {10: pytest.approx(2.7)} and log[0]["at_grid_edge"] is True
     chosen, log = _PeakedValidator().choose_step_sizes({}, (0.0, 0.1, 0.3), max_extensions=4)
     assert chosen == {10: pytest.approx(2.7)} and "at_grid_edge" not in log[0]  # 8.1 was tried and lost
+
+
+class _TwoPeakValidator(Validator):
+    """Per-rater scores: step size 1.0 leads 0.3 by `gap` on average, with rater-to-rater noise in
+    the difference (standard deviation 0.05 over 40 raters: a paired standard error of ~0.008)."""
+
+    def __init__(self, gap: float):
+        noise = np.random.default_rng(7).normal(0.0, 0.05, 40)
+        base = np.linspace(0.3, 0.7, 40)  # raters differ a lot in level; pairing removes that
+        self.scores = {0.0: base - 0.1, 0.1: base - 0.05, 0.3: base, 1.0: base + gap + noise - noise.mean()}
+
+    def per_rater(self, meta, lr=None):
+        return {10: self.scores[lr]} if lr in self.scores else {10: self.scores[0.0] - 1.0}
+
+
+def test_one_se_rule_takes_the_smaller_step_among_near_tied_scores_and_the_best_beyond_the_se():
+    tied = one_se_choice(_TwoPeakValidator(gap=0.004).scores)
+    assert tied.best == 1.0 and 0.0 < tied.mean[1.0] - tied.mean[0.3] < tied.se[0.3]
+    assert tied.chosen == 0.3  # 0.1 is 0.05 behind with no noise in its difference: outside the SE
+    clear = one_se_choice(_TwoPeakValidator(gap=0.03).scores)
+    assert clear.mean[1.0] - clear.mean[0.3] > clear.se[0.3] and clear.chosen == clear.best == 1.0
+    assert 0.005 < clear.se[0.3] < 0.012  # 0.05 / sqrt(40) ≈ 0.008
+
+
+def test_step_size_choice_logs_the_rule_the_se_and_the_argmax_it_did_not_take():
+    chosen, log = _TwoPeakValidator(gap=0.004).choose_step_sizes({}, (0.0, 0.1, 0.3, 1.0), max_extensions=2)
+    assert chosen == {10: 0.3}
+    entry = log[0]
+    assert entry["best_adapt_lr"] == 1.0 and entry["adapt_lr"] == 0.3 and entry["rule"].startswith("one-SE")
+    assert 0 < entry["best_val_srocc"] - entry["val_srocc"] < entry["se_vs_best"]
+    assert entry["grid"] == [0.0, 0.1, 0.3, 1.0, 3.0]  # the best sat at the top edge: extended once (3.0 loses)
+    assert "at_grid_edge" not in entry
+    chosen, log = _TwoPeakValidator(gap=0.03).choose_step_sizes({}, (0.0, 0.1, 0.3, 1.0), max_extensions=2)
+    assert chosen == {10: 1.0} and log[0]["se_vs_best"] == 0.0
 
 
 def test_every_preset_logs_validation_at_step_zero_and_at_the_selected_step(small):
