@@ -121,16 +121,29 @@ class Validator:
         return out
 
     def per_rater(self, meta: Meta, lr: float | None = None) -> dict[int, np.ndarray]:
-        """Per shot count, each validation rater's mean SROCC over its support draws (NaN if none)."""
+        """Per shot count, each validation rater's mean SROCC over its support draws, indexed by
+        validation rater (NaN for a rater without an episode of that size or a defined SROCC)."""
+        n = 1 + max((int(g.rater.max()) for g in self.groups if len(g.rater)), default=-1)
         out = {}
         for k, (values, rater) in self._episode_sroccs(meta, lr).items():
-            means = []
+            means = np.full(n, np.nan)
             for r in np.unique(rater):
                 v = values[rater == r]
-                means.append(float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else np.nan)
+                if np.isfinite(v).any():
+                    means[r] = float(np.mean(v[np.isfinite(v)]))
             if np.isfinite(means).any():
-                out[k] = np.asarray(means)
+                out[k] = means
         return out
+
+    def tuned_per_rater(self, meta: Meta, lrs: dict[int, float]) -> np.ndarray:
+        """Each validation rater's SROCC averaged over shot counts, every shot count adapted with its
+        own step size `lrs[shots]` (what test-time adaptation will use)."""
+        per = [self.per_rater(meta, lr).get(k) for k, lr in lrs.items()]
+        per = [v for v in per if v is not None]
+        if not per:
+            return np.array([])
+        with np.errstate(all="ignore"):
+            return np.nanmean(np.stack(per), axis=0) if len(per) > 1 else per[0]
 
     def __call__(self, meta: Meta) -> float:
         scores = self.per_shot(meta)

@@ -246,3 +246,37 @@ def test_every_preset_logs_validation_at_step_zero_and_at_the_selected_step(smal
     scores = {e["step"]: e["val_srocc"] for e in method.fit_log if "val_srocc" in e and "step" in e}
     assert entry["val_srocc_step0"] == scores[0]
     assert entry["val_srocc_selected"] == max(scores.values()) == scores[entry["selected_step"]]
+
+
+class _PriorComparingValidator:
+    """Validation raters' SROCC at the chosen step sizes: the step-0 prior scores `base`, the
+    meta-trained prior `base + gain + noise` (noise sd 0.04 over 30 raters: a paired SE of ~0.007)."""
+
+    def __init__(self, start, gain: float):
+        self.start = start
+        noise = np.random.default_rng(3).normal(0.0, 0.04, 30)
+        self.base, self.trained = np.linspace(0.4, 0.7, 30), np.linspace(0.4, 0.7, 30) + gain + noise - noise.mean()
+
+    def choose_step_sizes(self, meta, grid):
+        return {10: 0.1}, [{"adapt_lr_for_shots": 10, "adapt_lr": 0.1, "for": "step 0"}]
+
+    def tuned_per_rater(self, meta, lrs):
+        return self.base if meta is self.start else self.trained
+
+
+@pytest.mark.parametrize("gain, kept", [(0.003, False), (0.03, True)])
+def test_meta_trained_prior_is_kept_only_when_it_beats_step_zero_by_more_than_one_se(gain, kept):
+    method = create_method("reptile")
+    trained, start = {"params": {"w": torch.ones(2)}}, {"params": {"w": torch.zeros(2)}}
+    method.meta, method.adapt_lrs = trained, {10: 0.3}
+    method.fit_log = [{"selected_step": 900, "val_srocc_step0": 0.5, "val_srocc_selected": 0.6, "meta_steps_run": 1000}]
+    validator = _PriorComparingValidator(start, gain)
+    entries = method._keep_step0_unless_beaten(validator, start, [{"adapt_lr_for_shots": 10, "adapt_lr": 0.3}])
+    selection = method.fit_log[0]
+    assert selection["kept_meta_trained"] is kept
+    assert (selection["tuned_gain"] > selection["tuned_gain_se"]) is kept and 0.004 < selection["tuned_gain_se"] < 0.011
+    if kept:
+        assert method.meta is trained and method.adapt_lrs == {10: 0.3} and selection["selected_step"] == 900
+    else:
+        assert method.meta is start and method.adapt_lrs == {10: 0.1} and entries[0]["for"] == "step 0"
+        assert selection["selected_step"] == 0 and selection["val_srocc_selected"] == selection["val_srocc_step0"]
