@@ -61,8 +61,8 @@ def episode_groups(features, raters, shots: tuple[int, ...], repeats: int, seed:
 
 
 def paired_se(best: np.ndarray, other: np.ndarray) -> float:
-    """Standard error of the mean per-rater difference between two step sizes scored on the same raters
-    (pairing removes what all step sizes share: how predictable each rater is)."""
+    """Standard error of the mean per-rater difference between two candidates (step sizes, or priors)
+    scored on the same raters (pairing removes what both share: how predictable each rater is)."""
     d = best - other
     d = d[np.isfinite(d)]
     return float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) >= 2 else 0.0
