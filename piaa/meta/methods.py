@@ -26,7 +26,7 @@ from piaa.errors import ConfigError
 from piaa.learn2learn_import import import_learn2learn
 from piaa.meta.anil import ANIL, last_layer
 from piaa.meta.checkpoint import fingerprint
-from piaa.meta.core import Meta, Params, flatten, inner_loop, stack, task_losses, unflatten
+from piaa.meta.core import Meta, Params, clone, flatten, inner_loop, stack, task_losses, unflatten
 from piaa.meta.engines import meta_gradient_fn
 from piaa.meta import learn2learn_engine  # noqa: F401  (registers engine=learn2learn; imports learn2learn only when used)
 from piaa.meta.inner import make_inner, step_inplace
@@ -36,7 +36,7 @@ from piaa.meta.metasgd import MetaSGD
 from piaa.meta.model import ScoreHead, denormalise, normalise
 from piaa.meta.reptile import Reptile
 from piaa.meta.tasks import TaskPool
-from piaa.meta.validation import Validator, episode_groups
+from piaa.meta.validation import Validator, episode_groups, paired_se
 from piaa.method import Method, MethodConfig, UserModel
 from piaa.nn import as_tensor
 from piaa.registry import register_method
@@ -242,6 +242,7 @@ class MetaLearnedHead(Method):
         except ValueError as exc:
             raise ConfigError(f"{type(cfg).__name__}: {exc}") from None
         state = TrainState.start(algorithm.init_meta({k: v.detach() for k, v in self.module.named_parameters()}), self._outer)
+        start = clone(state.meta)  # the step-0 prior: meta-training must beat it on validation raters
         spec = LoopSpec(cfg.meta_steps, cfg.val_every, cfg.patience, cfg.min_steps, cfg.checkpoint_every, cfg.carry_inner_state)
         sample = TaskPool(data.features, train_raters, data.score_range).sampler(cfg.meta_batch, tuple(cfg.support_shots), cfg.query_size, seed)
         validator = None
@@ -262,9 +263,30 @@ class MetaLearnedHead(Method):
         self.adapt_lrs = {}
         if validator is not None and cfg.adapt_lr_grid and group.is_main:  # only rank 0's model is saved
             self.adapt_lrs, entries = validator.choose_step_sizes(self.meta, tuple(cfg.adapt_lr_grid))
+            if state.best_step != 0:
+                entries = self._keep_step0_unless_beaten(validator, start, entries)
             self.fit_log += entries
         self.module.eval()
         return self
+
+    def _keep_step0_unless_beaten(self, validator: Validator, start: Meta, entries: list[dict]) -> list[dict]:
+        """The final check of model selection, at the step sizes test-time adaptation will use (each
+        prior with its own, chosen by the one-SE rule): the meta-trained prior is kept only if its
+        validation SROCC beats the step-0 prior's by more than one paired standard error over
+        validation raters; otherwise the step-0 prior (and its step sizes) is the answer."""
+        lrs0, entries0 = validator.choose_step_sizes(start, tuple(self.config.adapt_lr_grid))
+        trained, step0 = validator.tuned_per_rater(self.meta, self.adapt_lrs), validator.tuned_per_rater(start, lrs0)
+        gain, se = float(np.nanmean(trained - step0)), paired_se(trained, step0)
+        keep = gain > se
+        selection = next(e for e in reversed(self.fit_log) if "selected_step" in e)
+        selection.update({"val_srocc_step0_tuned": round(float(np.nanmean(step0)), 6), "val_srocc_selected_tuned": round(float(np.nanmean(trained)), 6),
+                          "tuned_gain": round(gain, 6), "tuned_gain_se": round(se, 6), "kept_meta_trained": bool(keep)})
+        if keep:
+            return entries
+        selection.update({"selected_step": 0, "val_srocc_selected": selection["val_srocc_step0"],
+                          "note": "meta-trained prior within one SE of step 0 at the chosen step sizes: step 0 kept"})
+        self.meta, self.adapt_lrs = start, lrs0
+        return entries0
 
     @staticmethod
     def _selection_entry(state: TrainState) -> dict[str, Any]:

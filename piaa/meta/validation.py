@@ -1,6 +1,11 @@
 """Validation on held-out train raters: mean SROCC after test-time adaptation, for model selection,
 early stopping and choosing the test-time step size (never test raters).
 
+The step size follows the one-standard-error rule: validation scores of neighbouring step sizes are
+often tied within rater-to-rater noise, and a plain argmax then flips on any tiny change (another
+engine's rounding, another seed); the smallest step within one standard error of the best is the
+most conservative choice the validation raters cannot tell from the best.
+
 The support sets of one shot count are adapted together (stacked per-episode parameters, the
 functional core's inner loop); query sets are padded to one shape and trimmed again before scoring.
 """
@@ -29,17 +34,19 @@ class EpisodeGroup:
     ys: torch.Tensor  # normalised scores
     xq: torch.Tensor  # [episodes, max query, dim], zero-padded
     yq: list[np.ndarray]  # raw query scores, unpadded
+    rater: np.ndarray  # index of each episode's validation rater (episodes of one rater share it)
 
 
 def episode_groups(features, raters, shots: tuple[int, ...], repeats: int, seed: int, normalise: Callable) -> list[EpisodeGroup]:
     groups = []
     for k in shots:
-        episodes = []
-        for r in raters:
+        episodes, owner = [], []
+        for i, r in enumerate(raters):
             x = np.asarray(features[r.image_index], dtype=np.float32)
             for repeat in range(repeats if len(r) >= k + MIN_QUERY else 0):
                 support, query = draw_support(len(r), k, seed=seed, user=r.user, repeat=repeat)
                 episodes.append((x[support], r.scores[support], x[query], r.scores[query]))
+                owner.append(i)
         if episodes:
             n_q = max(len(e[3]) for e in episodes)
             groups.append(EpisodeGroup(
@@ -48,17 +55,51 @@ def episode_groups(features, raters, shots: tuple[int, ...], repeats: int, seed:
                 torch.from_numpy(np.stack([normalise(e[1]) for e in episodes]).astype(np.float32)),
                 torch.from_numpy(np.stack([np.pad(e[2], ((0, n_q - len(e[2])), (0, 0))) for e in episodes])),
                 [e[3] for e in episodes],
+                np.asarray(owner),
             ))
     return groups
 
 
+def paired_se(best: np.ndarray, other: np.ndarray) -> float:
+    """Standard error of the mean per-rater difference between two candidates (step sizes, or priors)
+    scored on the same raters (pairing removes what both share: how predictable each rater is)."""
+    d = best - other
+    d = d[np.isfinite(d)]
+    return float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) >= 2 else 0.0
+
+
+@dataclass
+class StepChoice:
+    chosen: float  # the smallest step size within one standard error of the best
+    best: float  # the plain argmax (ties: the smaller step)
+    mean: dict[float, float]  # mean validation SROCC over raters, per step size
+    se: dict[float, float]  # paired standard error of (best − this step size), per step size
+
+
+def one_se_choice(per_rater: dict[float, np.ndarray]) -> StepChoice:
+    """The one-standard-error rule (Breiman et al. 1984; Hastie et al., ESL §7.10) over validation
+    raters: among step sizes whose mean SROCC is within one paired standard error of the best's, the
+    smallest. `per_rater` maps step size -> SROCC per rater (the same raters in the same order, NaN
+    where undefined)."""
+    mean = {lr: float(np.nanmean(v)) for lr, v in per_rater.items() if np.isfinite(v).any()}
+    best = max(mean, key=lambda lr: (mean[lr], -lr))
+    se = {lr: paired_se(per_rater[best], per_rater[lr]) for lr in mean}
+    chosen = min(lr for lr in mean if mean[best] - mean[lr] <= se[lr])
+    return StepChoice(chosen, best, mean, se)
+
+
+RULE = "one-SE: the smallest step size whose mean validation SROCC is within one paired standard error (over validation raters) of the best"
+
+
 class Validator:
-    """`per_shot(meta, lr)`: mean validation SROCC per shot count; calling it: the mean over shots."""
+    """`per_shot(meta, lr)`: mean validation SROCC per shot count; `per_rater`: each rater's own mean
+    (the units of the step-size rule's standard error); calling it: the mean over shots."""
 
     def __init__(self, module: torch.nn.Module, buffers: Params, groups: list[EpisodeGroup], adapt: Adapt, seed: int):
         self.module, self.buffers, self.groups, self.adapt, self.seed = module, buffers, groups, adapt, seed
 
-    def per_shot(self, meta: Meta, lr: float | None = None) -> dict[int, float]:
+    def _episode_sroccs(self, meta: Meta, lr: float | None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Per shot count: SROCC of every episode (NaN where undefined) and the episode's rater."""
         out = {}
         for g in self.groups:
             adapted = self.adapt(meta, g.xs, g.ys, lr, derive_seed(self.seed, "validation", g.shots))
@@ -67,41 +108,77 @@ class Validator:
                 xq = g.xq.to(next(iter(adapted.values())).device)  # end to end the model may sit on a GPU
                 pred = vmap(lambda p, x: functional_call(self.module, {**self.buffers, **p}, (x,)))(adapted, xq).cpu().numpy()
                 self.module.train()
-            values = [srocc(pred[i, : len(y)], y) for i, y in enumerate(g.yq)]
-            values = [v for v in values if np.isfinite(v)]
-            if values:
-                out[g.shots] = float(np.mean(values))
+            values = np.array([srocc(pred[i, : len(y)], y) for i, y in enumerate(g.yq)], dtype=np.float64)
+            out[g.shots] = (np.where(np.isfinite(values), values, np.nan), g.rater)
         return out
+
+    def per_shot(self, meta: Meta, lr: float | None = None) -> dict[int, float]:
+        out = {}
+        for k, (values, _) in self._episode_sroccs(meta, lr).items():
+            finite = values[np.isfinite(values)]
+            if finite.size:
+                out[k] = float(np.mean(finite))
+        return out
+
+    def per_rater(self, meta: Meta, lr: float | None = None) -> dict[int, np.ndarray]:
+        """Per shot count, each validation rater's mean SROCC over its support draws, indexed by
+        validation rater (NaN for a rater without an episode of that size or a defined SROCC)."""
+        n = 1 + max((int(g.rater.max()) for g in self.groups if len(g.rater)), default=-1)
+        out = {}
+        for k, (values, rater) in self._episode_sroccs(meta, lr).items():
+            means = np.full(n, np.nan)
+            for r in np.unique(rater):
+                v = values[rater == r]
+                if np.isfinite(v).any():
+                    means[r] = float(np.mean(v[np.isfinite(v)]))
+            if np.isfinite(means).any():
+                out[k] = means
+        return out
+
+    def tuned_per_rater(self, meta: Meta, lrs: dict[int, float]) -> np.ndarray:
+        """Each validation rater's SROCC averaged over shot counts, every shot count adapted with its
+        own step size `lrs[shots]` (what test-time adaptation will use)."""
+        per = [self.per_rater(meta, lr).get(k) for k, lr in lrs.items()]
+        per = [v for v in per if v is not None]
+        if not per:
+            return np.array([])
+        with np.errstate(all="ignore"):
+            return np.nanmean(np.stack(per), axis=0) if len(per) > 1 else per[0]
 
     def __call__(self, meta: Meta) -> float:
         scores = self.per_shot(meta)
         return float(np.mean(list(scores.values()))) if scores else 0.0
 
     def choose_step_sizes(self, meta: Meta, grid: tuple[float, ...], max_extensions: int = 2) -> tuple[dict[int, float], list[dict]]:
-        """Per shot count, the best test-time step size on validation raters.
+        """Per shot count, the test-time step size by the one-SE rule (`one_se_choice`) on validation raters.
 
-        A grid edge is never the silent answer: while the largest value (or the smallest positive one,
-        when it beats 0) wins, the grid is extended by a factor 3 beyond it, up to `max_extensions`
-        times; a choice still at an edge is flagged in the log.
+        A grid edge is never the silent answer: while the best value sits at the largest step size, or
+        the chosen one at the smallest positive step (and 0 is not tied with it), the grid is extended
+        by a factor 3 beyond that edge, up to `max_extensions` times; a choice still at an edge is
+        flagged in the log.
         """
-        scores = {lr: self.per_shot(meta, lr) for lr in grid}
+        scores = {lr: self.per_rater(meta, lr) for lr in grid}
         shots = sorted({k for per in scores.values() for k in per})
-        best = lambda k: max(scores, key=lambda lr: (scores[lr].get(k, float("-inf")), -lr))
+        choice = lambda k: one_se_choice({lr: per[k] for lr, per in scores.items() if k in per})
         for _ in range(max_extensions):
             top, low = max(scores), min((lr for lr in scores if lr > 0), default=None)
-            wanted = {top * 3 for k in shots if best(k) == top and top > 0}
-            wanted |= {low / 3 for k in shots if low is not None and best(k) == low and len(scores) > 1}
+            choices = [choice(k) for k in shots]
+            wanted = {top * 3 for c in choices if c.best == top and top > 0}
+            wanted |= {low / 3 for c in choices if low is not None and low in (c.best, c.chosen) and len(scores) > 1}
             if not wanted:
                 break
-            scores.update({lr: self.per_shot(meta, lr) for lr in wanted})
+            scores.update({lr: self.per_rater(meta, lr) for lr in wanted})
         chosen, log = {}, []
         top, low = max(scores), min((lr for lr in scores if lr > 0), default=None)
         for k in shots:
-            lr = best(k)
-            chosen[int(k)] = float(lr)
-            entry = {"adapt_lr_for_shots": int(k), "adapt_lr": float(lr), "val_srocc": round(scores[lr][k], 6),
-                     "grid": sorted(float(x) for x in scores)}
-            if lr > 0 and (lr == top or lr == low) and len(scores) > 1:
+            c = choice(k)
+            chosen[int(k)] = float(c.chosen)
+            entry = {"adapt_lr_for_shots": int(k), "adapt_lr": float(c.chosen), "val_srocc": round(c.mean[c.chosen], 6),
+                     "best_adapt_lr": float(c.best), "best_val_srocc": round(c.mean[c.best], 6),
+                     "se_vs_best": round(c.se[c.chosen], 6), "rule": RULE,
+                     "grid": sorted(float(x) for x in scores),
+                     "val_srocc_by_lr": [[float(lr), round(c.mean[lr], 6), round(c.se[lr], 6)] for lr in sorted(c.mean)]}
+            if c.chosen > 0 and (c.chosen == top or c.chosen == low) and len(scores) > 1:
                 entry["at_grid_edge"] = True
             log.append(entry)
         return chosen, log

@@ -71,14 +71,17 @@ def test_learn2learn_engine_trains_to_the_default_engines_weights(small, name):
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="open (issue 13): after the preset's 1,000 meta-steps the engines' 10-shot step-size choice "
-    "flips between near-tied grid values (measured 1.0 against 0.3, dropout off); strict, so a fix shows up",
+    reason="open (issue 13): with the one-SE step-size rule both engines choose the same step sizes (0.3 at 10 "
+    "shots, 1.0 at 100), but their validation curves part after ~400 meta-steps (rounding) and model selection "
+    "on the noisy curve keeps step 1000 (default) against 500 (learn2learn, early-stopped at 800): test SROCC "
+    "at 10 shots 0.562 against 0.540; strict, so a fix shows up",
 )
 def test_full_maml_on_the_demo_learn2learn_matches_the_default_engine():
     """The issue's check: `meta-train --method maml` on the demo with each engine: the same validation
     choices and test SROCC within 0.005 at 10 and 100 shots. Preset defaults except dropout, which is
     off: each engine draws its own dropout masks, and over the preset's 1,000 meta-steps those
-    different draws alone move the step-size choice (measured: 0.3 against 1.0 at 10 shots)."""
+    different draws alone move the step-size choice (measured: 0.3 against 1.0 at 10 shots under a
+    plain argmax; the one-SE rule made the choices agree, the weights still drift apart)."""
     pytest.importorskip("learn2learn", reason="needs learn2learn in the vision venv: make install-learn2learn")
     from piaa.runs import resolve_data
 
@@ -88,9 +91,11 @@ def test_full_maml_on_the_demo_learn2learn_matches_the_default_engine():
         method = create_method("maml", engine=engine, dropout=0.0).fit(data.without("test"), seed=0)
         summary = evaluate(method, data, shots=[10, 100], repeats=10, seed=0).summary.set_index("shots")
         validations = {e["step"]: e["val_srocc"] for e in method.fit_log if "val_srocc" in e and "step" in e}
-        results[engine] = (dict(method.adapt_lrs), summary["srocc_mean"].to_dict(), validations)
-    (lrs_l2l, test_l2l, val_l2l), (lrs_default, test_default, val_default) = results["learn2learn"], results["batched"]
-    assert lrs_l2l == lrs_default
+        choices = [{k: e[k] for k in ("adapt_lr_for_shots", "adapt_lr", "best_adapt_lr", "se_vs_best", "val_srocc_by_lr")}
+                   for e in method.fit_log if "adapt_lr_for_shots" in e]
+        results[engine] = (dict(method.adapt_lrs), summary["srocc_mean"].to_dict(), validations, choices)
+    (lrs_l2l, test_l2l, val_l2l, why_l2l), (lrs_default, test_default, val_default, why_default) = results["learn2learn"], results["batched"]
+    assert lrs_l2l == lrs_default, (why_l2l, why_default)
     for k in (10, 100):
         assert np.isfinite(test_default[k]) and abs(test_l2l[k] - test_default[k]) < 0.005
     # the meta-trained weights themselves (not only the selected prior) validate alike at every check

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from piaa.protocol import evaluate
 from piaa.registry import create_method, list_methods
 from piaa.meta.checkpoint import INDEX, load_checkpoint
-from piaa.meta.validation import Validator
+from piaa.meta.validation import Validator, one_se_choice
 
 # A few seconds of meta-training on the small dataset.
 QUICK = dict(hidden=(16, 8), pretrain_epochs=3, meta_steps=12, val_every=4, checkpoint_every=4, patience=0,
@@ -191,11 +191,11 @@ def test_cli_run_killed_with_sigkill_resumes_to_the_same_weights(small_dir, tmp_
 class _PeakedValidator(Validator):
     """A validator whose score peaks at step size 2.0 (for testing the grid's edge handling)."""
 
-    def __init__(self):  # no model or raters: per_shot below is the whole score
+    def __init__(self):  # no model or raters: per_rater below is the whole score
         pass
 
-    def per_shot(self, meta, lr=None):
-        return {10: -abs(np.log(lr / 2.0)) if lr > 0 else -10.0}
+    def per_rater(self, meta, lr=None):  # every rater alike: no noise, the rule is the argmax
+        return {10: np.full(5, -abs(np.log(lr / 2.0)) if lr > 0 else -10.0)}
 
 
 def test_a_step_size_grid_whose_edge_wins_is_extended_and_an_edge_choice_is_flagged():
@@ -206,9 +206,77 @@ def test_a_step_size_grid_whose_edge_wins_is_extended_and_an_edge_choice_is_flag
     assert chosen == {10: pytest.approx(2.7)} and "at_grid_edge" not in log[0]  # 8.1 was tried and lost
 
 
+class _TwoPeakValidator(Validator):
+    """Per-rater scores: step size 1.0 leads 0.3 by `gap` on average, with rater-to-rater noise in
+    the difference (standard deviation 0.05 over 40 raters: a paired standard error of ~0.008)."""
+
+    def __init__(self, gap: float):
+        noise = np.random.default_rng(7).normal(0.0, 0.05, 40)
+        base = np.linspace(0.3, 0.7, 40)  # raters differ a lot in level; pairing removes that
+        self.scores = {0.0: base - 0.1, 0.1: base - 0.05, 0.3: base, 1.0: base + gap + noise - noise.mean()}
+
+    def per_rater(self, meta, lr=None):
+        return {10: self.scores[lr]} if lr in self.scores else {10: self.scores[0.0] - 1.0}
+
+
+def test_one_se_rule_takes_the_smaller_step_among_near_tied_scores_and_the_best_beyond_the_se():
+    tied = one_se_choice(_TwoPeakValidator(gap=0.004).scores)
+    assert tied.best == 1.0 and 0.0 < tied.mean[1.0] - tied.mean[0.3] < tied.se[0.3]
+    assert tied.chosen == 0.3  # 0.1 is 0.05 behind with no noise in its difference: outside the SE
+    clear = one_se_choice(_TwoPeakValidator(gap=0.03).scores)
+    assert clear.mean[1.0] - clear.mean[0.3] > clear.se[0.3] and clear.chosen == clear.best == 1.0
+    assert 0.005 < clear.se[0.3] < 0.012  # 0.05 / sqrt(40) ≈ 0.008
+
+
+def test_step_size_choice_logs_the_rule_the_se_and_the_argmax_it_did_not_take():
+    chosen, log = _TwoPeakValidator(gap=0.004).choose_step_sizes({}, (0.0, 0.1, 0.3, 1.0), max_extensions=2)
+    assert chosen == {10: 0.3}
+    entry = log[0]
+    assert entry["best_adapt_lr"] == 1.0 and entry["adapt_lr"] == 0.3 and entry["rule"].startswith("one-SE")
+    assert 0 < entry["best_val_srocc"] - entry["val_srocc"] < entry["se_vs_best"]
+    assert entry["grid"] == [0.0, 0.1, 0.3, 1.0, 3.0]  # the best sat at the top edge: extended once (3.0 loses)
+    assert "at_grid_edge" not in entry
+    chosen, log = _TwoPeakValidator(gap=0.03).choose_step_sizes({}, (0.0, 0.1, 0.3, 1.0), max_extensions=2)
+    assert chosen == {10: 1.0} and log[0]["se_vs_best"] == 0.0
+
+
 def test_every_preset_logs_validation_at_step_zero_and_at_the_selected_step(small):
     method = _quick("anil").fit(small.without("test"), seed=0)
     entry = next(e for e in method.fit_log if "selected_step" in e)
     scores = {e["step"]: e["val_srocc"] for e in method.fit_log if "val_srocc" in e and "step" in e}
     assert entry["val_srocc_step0"] == scores[0]
     assert entry["val_srocc_selected"] == max(scores.values()) == scores[entry["selected_step"]]
+
+
+class _PriorComparingValidator:
+    """Validation raters' SROCC at the chosen step sizes: the step-0 prior scores `base`, the
+    meta-trained prior `base + gain + noise` (noise sd 0.04 over 30 raters: a paired SE of ~0.007)."""
+
+    def __init__(self, start, gain: float):
+        self.start = start
+        noise = np.random.default_rng(3).normal(0.0, 0.04, 30)
+        self.base, self.trained = np.linspace(0.4, 0.7, 30), np.linspace(0.4, 0.7, 30) + gain + noise - noise.mean()
+
+    def choose_step_sizes(self, meta, grid):
+        return {10: 0.1}, [{"adapt_lr_for_shots": 10, "adapt_lr": 0.1, "for": "step 0"}]
+
+    def tuned_per_rater(self, meta, lrs):
+        return self.base if meta is self.start else self.trained
+
+
+@pytest.mark.parametrize("gain, kept", [(0.003, False), (0.03, True)])
+def test_meta_trained_prior_is_kept_only_when_it_beats_step_zero_by_more_than_one_se(gain, kept):
+    method = create_method("reptile")
+    trained, start = {"params": {"w": torch.ones(2)}}, {"params": {"w": torch.zeros(2)}}
+    method.meta, method.adapt_lrs = trained, {10: 0.3}
+    method.fit_log = [{"selected_step": 900, "val_srocc_step0": 0.5, "val_srocc_selected": 0.6, "meta_steps_run": 1000}]
+    validator = _PriorComparingValidator(start, gain)
+    entries = method._keep_step0_unless_beaten(validator, start, [{"adapt_lr_for_shots": 10, "adapt_lr": 0.3}])
+    selection = method.fit_log[0]
+    assert selection["kept_meta_trained"] is kept
+    assert (selection["tuned_gain"] > selection["tuned_gain_se"]) is kept and 0.004 < selection["tuned_gain_se"] < 0.011
+    if kept:
+        assert method.meta is trained and method.adapt_lrs == {10: 0.3} and selection["selected_step"] == 900
+    else:
+        assert method.meta is start and method.adapt_lrs == {10: 0.1} and entries[0]["for"] == "step 0"
+        assert selection["selected_step"] == 0 and selection["val_srocc_selected"] == selection["val_srocc_step0"]
