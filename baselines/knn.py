@@ -53,10 +53,19 @@ class KNNUserModel(UserModel):
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         m = self.method
-        base = m.generic_score(x) + self.offset
+        return self._from_parts(m.generic_score(x), m.axes.transform(x) if len(self.residual) else None)
+
+    def predict_from_shared(self, shared: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+        if shared is None:
+            return self.predict(x)
+        return self._from_parts(self.method.score_from_z(shared[:, 0]), shared[:, 1:])
+
+    def _from_parts(self, generic: np.ndarray, embedding: np.ndarray | None) -> np.ndarray:
+        m = self.method
+        base = generic + self.offset
         if len(self.residual):
             cfg = m.config
-            base = base + self.weight * neighbour_vote(m.axes.transform(x), self.support_emb, self.residual, cfg.neighbours, cfg.temperature)
+            base = base + self.weight * neighbour_vote(embedding, self.support_emb, self.residual, cfg.neighbours, cfg.temperature)
         lo, hi = m.score_range
         return np.clip(base, lo, hi)
 
@@ -76,6 +85,10 @@ class NearestRated(GenericPrior):
         super().__init__(config, **overrides)
         self.axes: PrincipalAxes | None = None
         self.blend = float("inf")
+
+    def shared_representation(self, x: np.ndarray) -> np.ndarray | None:
+        """[generic_z, principal-axes coordinates]: the neighbour vote compares users' images there."""
+        return np.concatenate([self.generic_z(x)[:, None], self.axes.transform(x)], axis=1)
 
     def fit(self, data: RaterDataset, *, seed: int = 0, progress: bool = False, checkpoint_dir=None) -> "NearestRated":
         self._fit_prior(data, seed=seed, progress=progress)

@@ -75,9 +75,16 @@ class PAMUserModel(UserModel):
     def predict(self, x: np.ndarray) -> np.ndarray:
         m = self.method
         g = m.generic_z(x)
+        return self._from_design(g, m.design(x, g) if self.w.size else None)
+
+    def predict_from_shared(self, shared: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+        return self.predict(x) if shared is None else self._from_design(shared[:, 0], shared[:, 1:])
+
+    def _from_design(self, g: np.ndarray, design: np.ndarray | None) -> np.ndarray:
+        m = self.method
         pred = self.offset + m.rater_std * (g - self.g_center)
         if self.w.size:
-            pred = pred + (m.design(x, g) - self.phi_center) @ self.w
+            pred = pred + (design - self.phi_center) @ self.w
         lo, hi = m.score_range
         return np.clip(pred, lo, hi)
 
@@ -107,6 +114,11 @@ class PersonalizedResidual(GenericPrior):
         self.centres = kmeans(self.axes.transform(x_train), cfg.n_content, seed=seed)
         self.lam = self._choose_lambda(data, seed)
         return self
+
+    def shared_representation(self, x: np.ndarray) -> np.ndarray | None:
+        """[generic_z, design]: the generic network and the residual inputs are the same for every user."""
+        g = self.generic_z(x)
+        return np.concatenate([g[:, None], self.design(x, g)], axis=1)
 
     def design(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         """Residual inputs: attribute axes, one-hot content cluster, generic score (all O(1) in scale)."""

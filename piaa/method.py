@@ -181,6 +181,13 @@ class UserModel(ABC):
         """The per-user state worth storing (what differs from the prior); small by design."""
         return {}
 
+    def predict_from_shared(self, shared: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+        """Scores [n] from `Method.shared_representation(x)` (computed once for many users) and the
+        feature rows `x`. Equal to `predict(x)`; a method with a shared trunk overrides it to run
+        only its per-user part on `shared` (and reads `x` only if that part needs it). Default:
+        the full `predict(x)`."""
+        return self.predict(x)
+
 
 class Method(ABC):
     """Base class: constructors only store configuration; `fit` returns self.
@@ -273,6 +280,14 @@ class Method(ABC):
     @abstractmethod
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         """Restore what `state_dict` returned (called on a freshly constructed method)."""
+
+    # -- scoring many images for many users ---------------------------------------------------------
+    def shared_representation(self, x: np.ndarray) -> np.ndarray | None:
+        """Per-image outputs of the user-independent part of every user model (the trunk), [n, k]
+        float64, or None when the whole model is per-user (the default: methods that adapt the full
+        network). Computed once per feature file and cached (piaa/shared_cache.py), it lets
+        `UserModel.predict_from_shared` score a user with only the small per-user part."""
+        return None
 
     def extra_state(self) -> dict[str, Any]:
         """JSON-able learned state beside the tensors (score range, feature dim)."""

@@ -70,6 +70,12 @@ class PAUserModel(UserModel):
         lo, hi = self.method.score_range
         return np.clip(self.fitted.predict(self.method.design(x)), lo, hi)
 
+    def predict_from_shared(self, shared: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+        if shared is None:
+            return self.predict(x)
+        lo, hi = self.method.score_range
+        return np.clip(self.fitted.predict(shared), lo, hi)
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         f = self.fitted
         return {
@@ -254,6 +260,10 @@ class PersonalityAssisted(Method):
 
     def generic_score(self, x: np.ndarray) -> np.ndarray:
         return self.heads(x)[0]
+
+    def shared_representation(self, x: np.ndarray) -> np.ndarray | None:
+        """The fusion design [s_generic, p]: the network's outputs, the same for every user."""
+        return self.design(x)
 
     def design(self, x: np.ndarray) -> np.ndarray:
         """The fusion design: [s_generic, p] when personality is available, else [s_generic]."""
