@@ -12,13 +12,16 @@ import math
 import typing
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import numpy as np
-import torch
 
 from piaa.errors import ConfigError, NotFittedError
-from piaa.tasks.format import RaterDataset
+
+if TYPE_CHECKING:  # annotations only: a numpy method's run loads without importing torch or pandas
+    import torch
+
+    from piaa.tasks.format import RaterDataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,6 +214,9 @@ class Method(ABC):
     #: `shared_priors()`); `prior_shared` then says whether the last `fit` did
     can_share_prior: ClassVar[bool] = False
     prior_shared: bool = False
+    #: whether `load_state_dict` also accepts numpy arrays (read with `np.asarray`), so loading a run
+    #: (`piaa adapt`, `piaa score`) needs no torch: a cold start then costs a fraction of `import torch`
+    loads_numpy_state: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None, **overrides: Any):
         cfg = config if config is not None else self.Config()

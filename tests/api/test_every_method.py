@@ -14,7 +14,7 @@ from piaa.workflows import meta_train
 # The config fields that bound each method's training time, set low so every method trains briefly.
 BRIEF = {"epochs": 1, "pretrain_epochs": 1, "meta_steps": 2, "network_epochs": 2}
 # Methods whose user models are a per-user part on a user-independent trunk (Method.shared_representation).
-SHARED_TRUNK = {"giaa", "user-mean", "ridge", "pam", "knn", "pa-iaa", "learned-prior", "task-vector"}
+SHARED_TRUNK = {"giaa", "user-mean", "ridge", "pam", "knn", "pa-iaa", "learned-prior", "task-vector", "anil"}
 
 
 @pytest.mark.slow  # trains each registered method briefly on the small dataset
