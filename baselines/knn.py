@@ -58,7 +58,11 @@ class KNNUserModel(UserModel):
     def predict_from_shared(self, shared: np.ndarray | None, x: np.ndarray) -> np.ndarray:
         if shared is None:
             return self.predict(x)
-        return self._from_parts(self.method.score_from_z(shared[:, 0]), shared[:, 1:])
+        out = np.empty(len(shared), dtype=np.float64)
+        for i in range(0, len(shared), 16384):  # blocks that stay in cache through the vote's passes
+            block = np.asarray(shared[i : i + 16384])
+            out[i : i + len(block)] = self._from_parts(self.method.score_from_z(block[:, 0]), block[:, 1:])
+        return out
 
     def _from_parts(self, generic: np.ndarray, embedding: np.ndarray | None) -> np.ndarray:
         m = self.method

@@ -78,7 +78,15 @@ class PAMUserModel(UserModel):
         return self._from_design(g, m.design(x, g) if self.w.size else None)
 
     def predict_from_shared(self, shared: np.ndarray | None, x: np.ndarray) -> np.ndarray:
-        return self.predict(x) if shared is None else self._from_design(shared[:, 0], shared[:, 1:])
+        if shared is None:
+            return self.predict(x)
+        m = self.method
+        # _from_design on [g, design] with the centring folded into one matrix-vector product
+        coef = np.concatenate([[m.rater_std], self.w]) if self.w.size else np.array([m.rater_std])
+        out = (shared if self.w.size else shared[:, :1]) @ coef
+        out += self.offset - m.rater_std * self.g_center - (float(self.phi_center @ self.w) if self.w.size else 0.0)
+        lo, hi = m.score_range
+        return np.clip(out, lo, hi, out=out)
 
     def _from_design(self, g: np.ndarray, design: np.ndarray | None) -> np.ndarray:
         m = self.method

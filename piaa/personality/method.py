@@ -74,7 +74,10 @@ class PAUserModel(UserModel):
         if shared is None:
             return self.predict(x)
         lo, hi = self.method.score_range
-        return np.clip(self.fitted.predict(shared), lo, hi)
+        f = self.fitted
+        out = shared @ f.theta  # FittedTaste.predict without the [n, 6] centred copy
+        out += f.offset - f.x_center @ f.theta
+        return np.clip(out, lo, hi, out=out)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         f = self.fitted

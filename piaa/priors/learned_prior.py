@@ -66,7 +66,9 @@ class HeadUserModel(UserModel):
         if shared is None:
             return self.predict(x)
         lo, hi = self.score_range
-        return np.clip(self.offset + (shared - self.x_center) @ self.head, lo, hi)
+        out = shared @ self.head  # (φ - c)·h = φ·h - c·h: no [n, dim] temporary
+        out += self.offset - self.x_center @ self.head
+        return np.clip(out, lo, hi, out=out)
 
 
 class HeadMethod(Method):
