@@ -58,10 +58,23 @@ class KNNUserModel(UserModel):
     def predict_from_shared(self, shared: np.ndarray | None, x: np.ndarray) -> np.ndarray:
         if shared is None:
             return self.predict(x)
+        m, cfg = self.method, self.method.config
+        support = _unit(self.support_emb)
+        everyone = len(self.residual) and min(cfg.neighbours, len(support)) == len(support)
         out = np.empty(len(shared), dtype=np.float64)
         for i in range(0, len(shared), 16384):  # blocks that stay in cache through the vote's passes
             block = np.asarray(shared[i : i + 16384])
-            out[i : i + len(block)] = self._from_parts(self.method.score_from_z(block[:, 0]), block[:, 1:])
+            if not everyone:
+                out[i : i + len(block)] = self._from_parts(m.score_from_z(block[:, 0]), block[:, 1:])
+                continue
+            # neighbour_vote when every support image is a neighbour: no top-k selection, and the
+            # embedding in `shared` is already unit length
+            s = block[:, 1:] @ support.T
+            s -= s.max(axis=1, keepdims=True)
+            w = np.exp(s / cfg.temperature)
+            vote = (w @ self.residual) / w.sum(axis=1)
+            lo, hi = m.score_range
+            out[i : i + len(block)] = np.clip(m.score_from_z(block[:, 0]) + self.offset + self.weight * vote, lo, hi)
         return out
 
     def _from_parts(self, generic: np.ndarray, embedding: np.ndarray | None) -> np.ndarray:
@@ -91,8 +104,8 @@ class NearestRated(GenericPrior):
         self.blend = float("inf")
 
     def shared_representation(self, x: np.ndarray) -> np.ndarray | None:
-        """[generic_z, principal-axes coordinates]: the neighbour vote compares users' images there."""
-        return np.concatenate([self.generic_z(x)[:, None], self.axes.transform(x)], axis=1)
+        """[generic_z, unit-length principal-axes coordinates]: the neighbour vote compares images there."""
+        return np.concatenate([self.generic_z(x)[:, None], _unit(self.axes.transform(x))], axis=1)
 
     def fit(self, data: RaterDataset, *, seed: int = 0, progress: bool = False, checkpoint_dir=None) -> "NearestRated":
         self._fit_prior(data, seed=seed, progress=progress)

@@ -34,8 +34,10 @@ NEEDS = (
     "part on a user-independent trunk score from the trunk's outputs, computed once per feature file and run and "
     "cached in `<run>/shared/` (keyed by the run's model id and the file's sha256; `piaa score --features` does this): "
     "the trunk column is that one-off cost, the per-user column what every further user costs. Methods that adapt the "
-    "whole network (maml, fomaml, reptile, meta-sgd, anil as implemented, finetune, blg-piaa) have no shared trunk: "
-    "for them the matmul bound above is the floor."
+    "whole network (maml, fomaml, reptile, meta-sgd, finetune, blg-piaa) have no shared trunk: for them the matmul "
+    "bound above is the floor (anil adapts only the last layer, so its trunk is shared). Where best / bound is below "
+    "1x, the dense-product rate measured once at the start (under the load of the moment) understated what the "
+    "method's larger products reach later in the run: read the bound as an estimate on a shared machine."
 )
 # Short training: only the architecture matters for scoring speed.
 QUICK = {"epochs": "2", "pretrain_epochs": "1", "meta_steps": "4", "val_every": "2", "checkpoint_every": "2", "network_epochs": "2"}
