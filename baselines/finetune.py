@@ -192,6 +192,10 @@ class FineTune(GenericPrior):
             errors[ep.shots] += np.asarray(err)
         return {k: int(grid[int(np.argmin(e))]) for k, e in sorted(errors.items())} or {1: 0}
 
+    def shared_representation(self, x: np.ndarray) -> np.ndarray | None:
+        """None: each rater fine-tunes the whole network, so no part of it is shared."""
+        return None
+
     def adapt(self, x_support, y_support, *, big_five=None, seed: int = 0) -> UserModel:
         y = np.asarray(y_support, dtype=np.float64)
         if len(y) == 0:

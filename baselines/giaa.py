@@ -65,6 +65,9 @@ class GenericUserModel(UserModel):
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.method.generic_score(x)
 
+    def predict_from_shared(self, shared: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+        return self.method.score_from_z(shared[:, 0]) if shared is not None else self.predict(x)
+
 
 class GenericPrior(Method):
     Config = GIAAConfig
@@ -147,8 +150,16 @@ class GenericPrior(Method):
         return predict_batched(self.model, self.check_features(x))
 
     def generic_score(self, x: np.ndarray) -> np.ndarray:
+        return self.score_from_z(self.generic_z(x))
+
+    def score_from_z(self, z: np.ndarray) -> np.ndarray:
+        """`generic_z` outputs mapped onto the dataset's score scale."""
         lo, hi = self.score_range
-        return np.clip(self.score_mean + self.rater_std * self.generic_z(x), lo, hi)
+        return np.clip(self.score_mean + self.rater_std * z, lo, hi)
+
+    def shared_representation(self, x: np.ndarray) -> np.ndarray | None:
+        """The generic network's output: every user model of this family starts from it. [n, 1]"""
+        return self.generic_z(x)[:, None]
 
     def adapt(self, x_support, y_support, *, big_five=None, seed: int = 0) -> UserModel:
         return GenericUserModel(self)

@@ -53,10 +53,36 @@ class KNNUserModel(UserModel):
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         m = self.method
-        base = m.generic_score(x) + self.offset
+        return self._from_parts(m.generic_score(x), m.axes.transform(x) if len(self.residual) else None)
+
+    def predict_from_shared(self, shared: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+        if shared is None:
+            return self.predict(x)
+        m, cfg = self.method, self.method.config
+        support = _unit(self.support_emb)
+        everyone = len(self.residual) and min(cfg.neighbours, len(support)) == len(support)
+        out = np.empty(len(shared), dtype=np.float64)
+        for i in range(0, len(shared), 16384):  # blocks that stay in cache through the vote's passes
+            block = np.asarray(shared[i : i + 16384])
+            if not everyone:
+                out[i : i + len(block)] = self._from_parts(m.score_from_z(block[:, 0]), block[:, 1:])
+                continue
+            # neighbour_vote when every support image is a neighbour: no top-k selection, and the
+            # embedding in `shared` is already unit length
+            s = block[:, 1:] @ support.T
+            s -= s.max(axis=1, keepdims=True)
+            w = np.exp(s / cfg.temperature)
+            vote = (w @ self.residual) / w.sum(axis=1)
+            lo, hi = m.score_range
+            out[i : i + len(block)] = np.clip(m.score_from_z(block[:, 0]) + self.offset + self.weight * vote, lo, hi)
+        return out
+
+    def _from_parts(self, generic: np.ndarray, embedding: np.ndarray | None) -> np.ndarray:
+        m = self.method
+        base = generic + self.offset
         if len(self.residual):
             cfg = m.config
-            base = base + self.weight * neighbour_vote(m.axes.transform(x), self.support_emb, self.residual, cfg.neighbours, cfg.temperature)
+            base = base + self.weight * neighbour_vote(embedding, self.support_emb, self.residual, cfg.neighbours, cfg.temperature)
         lo, hi = m.score_range
         return np.clip(base, lo, hi)
 
@@ -76,6 +102,10 @@ class NearestRated(GenericPrior):
         super().__init__(config, **overrides)
         self.axes: PrincipalAxes | None = None
         self.blend = float("inf")
+
+    def shared_representation(self, x: np.ndarray) -> np.ndarray | None:
+        """[generic_z, unit-length principal-axes coordinates]: the neighbour vote compares images there."""
+        return np.concatenate([self.generic_z(x)[:, None], _unit(self.axes.transform(x))], axis=1)
 
     def fit(self, data: RaterDataset, *, seed: int = 0, progress: bool = False, checkpoint_dir=None) -> "NearestRated":
         self._fit_prior(data, seed=seed, progress=progress)

@@ -75,9 +75,24 @@ class PAMUserModel(UserModel):
     def predict(self, x: np.ndarray) -> np.ndarray:
         m = self.method
         g = m.generic_z(x)
+        return self._from_design(g, m.design(x, g) if self.w.size else None)
+
+    def predict_from_shared(self, shared: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+        if shared is None:
+            return self.predict(x)
+        m = self.method
+        # _from_design on [g, design] with the centring folded into one matrix-vector product
+        coef = np.concatenate([[m.rater_std], self.w]) if self.w.size else np.array([m.rater_std])
+        out = (shared if self.w.size else shared[:, :1]) @ coef
+        out += self.offset - m.rater_std * self.g_center - (float(self.phi_center @ self.w) if self.w.size else 0.0)
+        lo, hi = m.score_range
+        return np.clip(out, lo, hi, out=out)
+
+    def _from_design(self, g: np.ndarray, design: np.ndarray | None) -> np.ndarray:
+        m = self.method
         pred = self.offset + m.rater_std * (g - self.g_center)
         if self.w.size:
-            pred = pred + (m.design(x, g) - self.phi_center) @ self.w
+            pred = pred + (design - self.phi_center) @ self.w
         lo, hi = m.score_range
         return np.clip(pred, lo, hi)
 
@@ -107,6 +122,11 @@ class PersonalizedResidual(GenericPrior):
         self.centres = kmeans(self.axes.transform(x_train), cfg.n_content, seed=seed)
         self.lam = self._choose_lambda(data, seed)
         return self
+
+    def shared_representation(self, x: np.ndarray) -> np.ndarray | None:
+        """[generic_z, design]: the generic network and the residual inputs are the same for every user."""
+        g = self.generic_z(x)
+        return np.concatenate([g[:, None], self.design(x, g)], axis=1)
 
     def design(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         """Residual inputs: attribute axes, one-hot content cluster, generic score (all O(1) in scale)."""

@@ -31,7 +31,13 @@ class RidgeUserModel(UserModel):
         self.phi_center, self.w, self.lam = phi_center, w, lam
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        g = self.method.generic_z(x)
+        return self._from_g(x, self.method.generic_z(x))
+
+    def predict_from_shared(self, shared: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+        """The generic network's output from `shared`; the per-user ridge still reads `x` (linear)."""
+        return self.predict(x) if shared is None else self._from_g(x, shared[:, 0])
+
+    def _from_g(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
         base = self.offset + self.method.rater_std * (g - self.g_center)
         if self.w.size:
             base = base + self._residual(x, g)

@@ -36,6 +36,12 @@ class UserMeanModel(UserModel):
         lo, hi = self.method.score_range
         return np.clip(self.method.generic_score(x) + self.offset, lo, hi)
 
+    def predict_from_shared(self, shared: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+        if shared is None:
+            return self.predict(x)
+        lo, hi = self.method.score_range
+        return np.clip(self.method.score_from_z(shared[:, 0]) + self.offset, lo, hi)
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"offset": torch.tensor([self.offset], dtype=torch.float64)}
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from piaa.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported where it is used: `piaa adapt` with a numpy method never needs it
+    import torch
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ def init_from_env(backend: str = "auto") -> Group:
 
     backend "auto" is NCCL when this process has a CUDA device, else gloo.
     """
+    import torch
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -111,6 +113,7 @@ def barrier(group: Group) -> None:
 
 
 def _device_for_collectives(t: torch.Tensor) -> torch.device:
+    import torch
     import torch.distributed as dist
 
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else t.device
@@ -121,6 +124,8 @@ def weighted_sum(tensors: Mapping[str, torch.Tensor], weight: float, group: Grou
 
     With each rank's weight its share of the batch, a per-rank mean becomes the batch mean.
     """
+    import torch
+
     if not group.active:
         return dict(tensors)
     import torch.distributed as dist
@@ -142,6 +147,8 @@ def weighted_sum(tensors: Mapping[str, torch.Tensor], weight: float, group: Grou
 
 def broadcast_float(value: float | None, group: Group) -> float:
     """Rank 0's value on every rank."""
+    import torch
+
     if not group.active:
         return float(value)  # type: ignore[arg-type]
     import torch.distributed as dist
@@ -154,6 +161,8 @@ def broadcast_float(value: float | None, group: Group) -> float:
 
 def broadcast_text(text: str | None, group: Group) -> str:
     """Rank 0's string on every rank (as UTF-8 bytes in a tensor: nothing is unpickled)."""
+    import torch
+
     if not group.active:
         return str(text)
     import torch.distributed as dist
@@ -174,6 +183,8 @@ MetaGradientFn = Callable[..., Any]  # (meta, buffers, task batch, inner state) 
 
 
 def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, torch.Tensor]:
+    import torch
+
     out: dict[str, torch.Tensor] = {}
     for k, v in tree.items():
         if isinstance(v, Mapping):
@@ -235,6 +246,8 @@ def sharded(fn: MetaGradientFn, group: Group | None = None) -> MetaGradientFn:
 
 def agree(value: int, what: str, group: Group) -> None:
     """Fail on every rank, with one clear line, unless all ranks hold the same integer `value`."""
+    import torch
+
     if not group.active:
         return
     import torch.distributed as dist

@@ -12,13 +12,16 @@ import math
 import typing
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import numpy as np
-import torch
 
 from piaa.errors import ConfigError, NotFittedError
-from piaa.tasks.format import RaterDataset
+
+if TYPE_CHECKING:  # annotations only: a numpy method's run loads without importing torch or pandas
+    import torch
+
+    from piaa.tasks.format import RaterDataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +185,13 @@ class UserModel(ABC):
         """The per-user state worth storing (what differs from the prior); small by design."""
         return {}
 
+    def predict_from_shared(self, shared: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+        """Scores [n] from `Method.shared_representation(x)` (computed once for many users) and the
+        feature rows `x`. Equal to `predict(x)`; a method with a shared trunk overrides it to run
+        only its per-user part on `shared` (and reads `x` only if that part needs it). Default:
+        the full `predict(x)`."""
+        return self.predict(x)
+
 
 class Method(ABC):
     """Base class: constructors only store configuration; `fit` returns self.
@@ -205,6 +215,9 @@ class Method(ABC):
     #: `shared_priors()`); `prior_shared` then says whether the last `fit` did
     can_share_prior: ClassVar[bool] = False
     prior_shared: bool = False
+    #: whether `load_state_dict` also accepts numpy arrays (read with `np.asarray`), so loading a run
+    #: (`piaa adapt`, `piaa score`) needs no torch: a cold start then costs a fraction of `import torch`
+    loads_numpy_state: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None, **overrides: Any):
         cfg = config if config is not None else self.Config()
@@ -274,6 +287,14 @@ class Method(ABC):
     @abstractmethod
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         """Restore what `state_dict` returned (called on a freshly constructed method)."""
+
+    # -- scoring many images for many users ---------------------------------------------------------
+    def shared_representation(self, x: np.ndarray) -> np.ndarray | None:
+        """Per-image outputs of the user-independent part of every user model (the trunk), [n, k]
+        float64, or None when the whole model is per-user (the default: methods that adapt the full
+        network). Computed once per feature file and cached (piaa/shared_cache.py), it lets
+        `UserModel.predict_from_shared` score a user with only the small per-user part."""
+        return None
 
     def extra_state(self) -> dict[str, Any]:
         """JSON-able learned state beside the tensors (score range, feature dim)."""

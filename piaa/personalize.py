@@ -100,9 +100,15 @@ class Profile:
         x, _ = self._features(images)
         return self._predict(x)
 
-    def _predict(self, x: np.ndarray) -> np.ndarray:
+    def _predict(self, x: np.ndarray, shared: np.ndarray | None = None) -> np.ndarray:
         """Scores in blocks of CHUNK rows: each block is converted, checked and scored while it is
-        in cache, so a million memory-mapped rows never become a 1 GB copy or 1 GB activations."""
+        in cache, so a million memory-mapped rows never become a 1 GB copy or 1 GB activations.
+        `shared`: the method's trunk outputs for `x` (`Personalizer.shared_for_file`), so only the
+        per-user part runs; `x` is then read only by user models that need it."""
+        if shared is not None:
+            if len(shared) != len(x):
+                raise PiaaError(f"shared outputs have {len(shared)} rows for {len(x)} feature rows")
+            return np.asarray(self.user_model.predict_from_shared(shared, _LazyRows(x)), dtype=np.float64)
         if len(x) <= CHUNK:
             # Few rows: one thread (threads cost more than they save); many rows: torch's default.
             with torch_threads(1) if len(x) <= SMALL_BATCH else contextlib.nullcontext():
@@ -113,11 +119,11 @@ class Profile:
             out[start : start + len(block)] = np.asarray(self.user_model.predict(block), dtype=np.float64)
         return out
 
-    def rank(self, images: Any, top: int | None = None) -> pd.DataFrame:
+    def rank(self, images: Any, top: int | None = None, *, shared: np.ndarray | None = None) -> pd.DataFrame:
         """The `top` best images for this user, best first: rank, index (position in the input),
-        image (when names were given) and score. Ties keep input order."""
+        image (when names were given) and score. Ties keep input order. `shared`: see `_predict`."""
         x, names = self._features(images)
-        scores = self._predict(x)
+        scores = self._predict(x, shared)
         order = top_k(scores, top)
         out = pd.DataFrame({"rank": np.arange(1, len(order) + 1), "index": order})
         if names is not None:
@@ -171,6 +177,31 @@ def _finite_rows(block: np.ndarray, offset: int) -> np.ndarray:
         if bad.any():
             raise DataError("images", f"feature row {offset + int(np.flatnonzero(bad)[0])} has NaN or inf values")
     return block
+
+
+class _LazyRows:
+    """Feature rows handed to `UserModel.predict_from_shared`: a user model that reads them (ridge's
+    linear part) gets them checked block by block like `Profile._predict` does; one that does not
+    costs nothing."""
+
+    def __init__(self, x: np.ndarray):
+        self.x = x
+        self.shape = x.shape
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise TypeError("feature rows are read in contiguous blocks")
+        start = rows.start or 0
+        return _finite_rows(self.x[rows], start)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.empty(self.x.shape, dtype=np.float32)
+        for start in range(0, len(self.x), CHUNK):
+            out[start : start + CHUNK] = _finite_rows(self.x[start : start + CHUNK], start)
+        return out if dtype is None else out.astype(dtype)
 
 
 def top_k(scores: np.ndarray, top: int | None) -> np.ndarray:
@@ -248,6 +279,14 @@ class Personalizer:
             row = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
             raise DataError(source, f"feature row {row} has NaN or inf values")
         return x
+
+    def shared_for_file(self, path: str | os.PathLike, x: np.ndarray) -> np.ndarray | None:
+        """The method's trunk outputs for the rows `x` of feature file `path`, cached in
+        `<run>/shared/` by this model's id and the file's content (piaa/shared_cache.py); None when
+        the method has no user-independent trunk."""
+        from piaa.shared_cache import cached_shared
+
+        return cached_shared(self.method, self.model_id, self.path, Path(path), x, chunk=CHUNK, check=_finite_rows)
 
     def _where(self, i: int, line_base: int | None) -> dict[str, Any]:
         return {"line": i + line_base, "field": "image"} if line_base is not None else {"field": f"image {i}"}

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
-
 import piaa
 from piaa.atomic import file_mode, staged_directory, write_json, write_text
 from piaa.errors import DataError, PiaaError, RunError
@@ -90,6 +88,8 @@ def save_run(method: Method, *, data_ref: str, seed: int, out: str | os.PathLike
         "extra_state": method.extra_state(),
         **(extra or {}),
     }
+    from safetensors.torch import save_file
+
     with staged_directory(out, overwrite=overwrite) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in method.state_dict().items()}, str(tmp / WEIGHTS))
         os.chmod(tmp / WEIGHTS, file_mode())  # safetensors creates files 0600 whatever the umask
@@ -136,6 +136,10 @@ def load_run(path: str | os.PathLike | None = None) -> Run:
     if not weights.is_file():
         raise RunError(f"{run} has no {WEIGHTS}")
     try:
+        if cls.loads_numpy_state:  # no torch import: numpy arrays, read the same way
+            from safetensors.numpy import load_file
+        else:
+            from safetensors.torch import load_file
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise RunError(f"{weights}: cannot be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None

@@ -9,12 +9,56 @@ same numbers on any machine. Training and the protocol therefore run on one thre
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import sys
 from typing import Iterator
+
+
+class _ThreadsOnImport(importlib.abc.MetaPathFinder):
+    """Sets torch's thread count right after torch is imported (once); remembers its default."""
+
+    def __init__(self, n: int):
+        self.n, self.default = n, None
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "torch":
+            return None
+        sys.meta_path.remove(self)
+        spec = next((s for f in sys.meta_path if hasattr(f, "find_spec") and (s := f.find_spec(name, path, target)) is not None), None)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            self.default = module.get_num_threads()
+            module.set_num_threads(self.n)
+
+        spec.loader.exec_module = exec_module
+        return spec
 
 
 @contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with `n` torch intra-op threads, restoring the previous count (None: leave as is). Cheap."""
+    """Run with `n` torch intra-op threads, restoring the previous count (None: leave as is). Cheap.
+
+    Torch is not imported for this (a numpy method's `piaa adapt` never loads it): if it is not
+    loaded yet, it gets `n` threads the moment the job imports it, and its default back afterwards.
+    """
+    if "torch" not in sys.modules:
+        if not n:
+            yield
+            return
+        hook = _ThreadsOnImport(n)
+        sys.meta_path.insert(0, hook)
+        try:
+            yield
+        finally:
+            if hook in sys.meta_path:
+                sys.meta_path.remove(hook)
+            if hook.default is not None:
+                sys.modules["torch"].set_num_threads(hook.default)
+        return
     import torch
 
     before = torch.get_num_threads()

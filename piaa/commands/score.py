@@ -29,13 +29,17 @@ def score(
         raise UsageFailure("give IMAGES or --features FILE.npy (one of the two)")
     check_output_file(csv_file, "--csv", force)
     inputs = images
+    shared = None
     model, profiles = open_store(run, store, need_model=True)
     if features is not None:
         from piaa.personalize import read_feature_rows
 
         inputs = read_feature_rows(features, model.feature_dim)
     profile = profiles.load(user)
-    ranked = profile.rank(inputs, top=top)
+    if features is not None:
+        # the method's user-independent trunk, computed once per run and file (<run>/shared/)
+        shared = model.shared_for_file(features, inputs)
+    ranked = profile.rank(inputs, top=top, shared=shared)
     if "image" not in ranked:
         ranked.insert(2, "image", [f"row {i}" for i in ranked["index"]])
     if csv_file is not None:

@@ -141,6 +141,14 @@ class AdaptedUserModel(UserModel):
         prior = self.method.meta["params"]
         return {k: v.detach().cpu().clone() for k, v in self.params.items() if not torch.equal(v, prior[k])}
 
+    def predict_from_shared(self, shared: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+        """ANIL: the adapted last layer on the trunk's outputs (`MetaLearnedHead.shared_representation`)."""
+        if shared is None:
+            return self.predict(x)
+        weight, bias = (self.params[k].detach().double().cpu().numpy() for k in last_layer(self.method.module))
+        z = np.asarray(shared, dtype=np.float64) @ weight.T + bias
+        return denormalise(1.0 / (1.0 + np.exp(-z[:, 0])), self.method.score_range)
+
 
 class MetaLearnedHead(Method):
     """Shared machinery; the registered presets differ only in their Config defaults."""
@@ -415,6 +423,23 @@ class MetaLearnedHead(Method):
             self.meta = {g: {k: v.to(self.device) for k, v in p.items()} for g, p in self.meta.items()}
             self.buffers = {k: v.to(self.device) for k, v in self.buffers.items()}
         self.module.eval()
+
+    def shared_representation(self, x: np.ndarray) -> np.ndarray | None:
+        """ANIL on features (inner_params=last): the input of the last layer, which no rater adapts.
+        Every other preset adapts the whole network, so nothing is shared."""
+        if self.config.inner_params != "last" or self.uses_images or not isinstance(self.module, ScoreHead):
+            return None
+        self.check_fitted()
+        last = self.module.body[-1]
+        seen: list[torch.Tensor] = []
+        hook = last.register_forward_hook(lambda _m, args, _out: seen.append(args[0].detach()))
+        try:
+            with torch.no_grad():
+                self.module.eval()
+                torch.func.functional_call(self.module, {**self.buffers, **self.meta["params"]}, (as_tensor(self.check_features(x)).to(self.device),))
+        finally:
+            hook.remove()
+        return seen[0].double().cpu().numpy()
 
 
 def _field_type(value: Any) -> Any:

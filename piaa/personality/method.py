@@ -86,6 +86,15 @@ class PAUserModel(UserModel):
         lo, hi = self.method.score_range
         return np.clip(self.fitted.predict(self.method.design(x)), lo, hi)
 
+    def predict_from_shared(self, shared: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+        if shared is None:
+            return self.predict(x)
+        lo, hi = self.method.score_range
+        f = self.fitted
+        out = shared @ f.theta  # FittedTaste.predict without the [n, 6] centred copy
+        out += f.offset - f.x_center @ f.theta
+        return np.clip(out, lo, hi, out=out)
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         f = self.fitted
         return {
@@ -338,6 +347,10 @@ class PersonalityAssisted(Method):
 
     def generic_score(self, x: np.ndarray) -> np.ndarray:
         return self.heads(x)[0]
+
+    def shared_representation(self, x: np.ndarray) -> np.ndarray | None:
+        """The fusion design [s_generic, p]: the network's outputs, the same for every user."""
+        return self.design(x)
 
     def design(self, x: np.ndarray) -> np.ndarray:
         """The fusion design: [s_generic, p] when personality is available, else [s_generic]."""

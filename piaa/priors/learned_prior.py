@@ -61,6 +61,15 @@ class HeadUserModel(UserModel):
             "offset": torch.tensor([self.offset], dtype=torch.float64),
         }
 
+    def predict_from_shared(self, shared: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+        """`predict` from the design rows φ(x) (`HeadMethod.shared_representation`): one matrix-vector product."""
+        if shared is None:
+            return self.predict(x)
+        lo, hi = self.score_range
+        out = shared @ self.head  # (φ - c)·h = φ·h - c·h: no [n, dim] temporary
+        out += self.offset - self.x_center @ self.head
+        return np.clip(out, lo, hi, out=out)
+
 
 class HeadMethod(Method):
     """What `learned-prior` and `task-vector` share: the design, the pool centre, profiles."""
@@ -115,6 +124,11 @@ class HeadMethod(Method):
         self.design = HeadDesign.from_state(state)
         pool = state["pool"].double().numpy()
         self.pool_offset, self.pool_center = float(pool[0]), pool[1:].copy()
+
+    def shared_representation(self, x: np.ndarray) -> np.ndarray | None:
+        """The design φ(x): networks and principal components, the same for every rater."""
+        self.check_fitted("design")
+        return self.design(self.check_features(x))
 
 
 class LearnedPrior(HeadMethod):

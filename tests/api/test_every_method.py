@@ -13,6 +13,8 @@ from piaa.workflows import meta_train
 
 # The config fields that bound each method's training time, set low so every method trains briefly.
 BRIEF = {"epochs": 1, "pretrain_epochs": 1, "meta_steps": 2, "network_epochs": 2}
+# Methods whose user models are a per-user part on a user-independent trunk (Method.shared_representation).
+SHARED_TRUNK = {"giaa", "user-mean", "ridge", "pam", "knn", "pa-iaa", "learned-prior", "task-vector", "anil"}
 
 
 @pytest.mark.slow  # trains each registered method briefly on the small dataset
@@ -35,5 +37,8 @@ def test_store_round_trip(name, small_world, tmp_path):
     loaded = piaa.ProfileStore(store.path).load("alice")
     x = np.array(data.features[rater.image_index[10:]], dtype=np.float32)
     np.testing.assert_allclose(loaded.predict(x), profile.predict(x), rtol=0, atol=1e-6)
+    shared = model.method.shared_representation(x)  # the trunk `piaa score --features` caches
+    assert (shared is not None) == (name in SHARED_TRUNK)
+    np.testing.assert_allclose(loaded.user_model.predict_from_shared(shared, x), profile.predict(x), rtol=0, atol=1e-6)
     assert loaded.stored_bytes == len(profile.state_bytes()) > 0
     print(f"{name}: {loaded.stored_bytes} bytes per profile (support stored: {loaded.support is not None})")
