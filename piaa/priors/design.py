@@ -16,14 +16,23 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
-import torch
 
 from piaa.seeding import derive_seed, numpy_rng
 
+if TYPE_CHECKING:  # torch only to save: loading reads numpy arrays too, so `piaa adapt` needs no torch
+    import torch
+
 N_HEAD_COLUMNS = 6  # s and p: the columns the PA-IAA link speaks about
+
+
+def as_f64(value) -> np.ndarray:
+    """A float64 copy of a stored tensor: a torch tensor or a numpy array (a run loaded without torch)."""
+    if hasattr(value, "detach"):
+        return value.detach().cpu().double().numpy().copy()
+    return np.array(value, dtype=np.float64)
 
 
 @dataclass
@@ -39,7 +48,7 @@ class NumpyPANet:
 
     @classmethod
     def from_state(cls, state: Mapping[str, torch.Tensor], prefix: str) -> "NumpyPANet":
-        get = lambda k: state[prefix + k].double().numpy()  # noqa: E731
+        get = lambda k: as_f64(state[prefix + k])  # noqa: E731
         trunk = sorted({int(k[len(prefix) + len("trunk."):].split(".")[0]) for k in state if k.startswith(prefix + "trunk.")})
         layers = [(get(f"trunk.{i}.weight"), get(f"trunk.{i}.bias")) for i in trunk]
         return cls(
@@ -115,12 +124,14 @@ class HeadDesign:
         return np.concatenate([(heads - self.head_mean) / self.head_scale, pcs], axis=1)
 
     def state_dict(self, prefix: str = "design.") -> dict[str, torch.Tensor]:
+        import torch
+
         f64 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))  # noqa: E731
         return {prefix + k: f64(getattr(self, k)) for k in ("feat_mean", "feat_scale", "components", "head_mean", "head_scale")}
 
     @classmethod
     def from_state(cls, state: Mapping[str, torch.Tensor], prefix: str = "design.") -> "HeadDesign":
-        get = lambda k: state[prefix + k].double().numpy().copy()  # noqa: E731
+        get = lambda k: as_f64(state[prefix + k])  # noqa: E731
         n_nets = len({k.split(".")[0] for k in state if k.startswith("net") and ".standardize.mean" in k})
         nets = [NumpyPANet.from_state(state, f"net{i}.") for i in range(n_nets)]
         return cls(nets, get("feat_mean"), get("feat_scale"), get("components"), get("head_mean"), get("head_scale"))

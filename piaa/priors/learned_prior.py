@@ -15,17 +15,19 @@ Big-Five prediction at 0 shots, a shrunk posterior at 10 and mostly the rater's 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-import torch
 
 from piaa.errors import ConfigError, DataError
 from piaa.method import Method, MethodConfig, UserModel
-from piaa.priors.design import N_HEAD_COLUMNS, HeadDesign, NumpyPANet, fit_networks, image_folds, training_rows
+from piaa.priors.design import N_HEAD_COLUMNS, HeadDesign, as_f64, NumpyPANet, fit_networks, image_folds, training_rows
 from piaa.priors.gaussian import HeadPrior, fit_head_prior, posterior, rater_moments
 from piaa.priors.validation import split_raters, validation_srocc
 from piaa.tasks.format import RaterDataset
+
+if TYPE_CHECKING:  # torch only to save: loading reads numpy arrays too, so `piaa adapt` needs no torch
+    import torch
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class HeadUserModel(UserModel):
         return np.clip(self.offset + (self.design(x) - self.x_center) @ self.head, lo, hi)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        import torch
+
         return {
             "head": torch.from_numpy(self.head.astype(np.float64)),
             "x_center": torch.from_numpy(self.x_center.astype(np.float64)),
@@ -110,11 +114,13 @@ class HeadMethod(Method):
         return HeadUserModel(self.design, head, x_center, offset, self.score_range)
 
     def user_model_from_state(self, state) -> UserModel:
-        return self._user_model(state["head"].double().numpy(), state["x_center"].double().numpy(), float(state["offset"][0]))
+        return self._user_model(as_f64(state["head"]), as_f64(state["x_center"]), float(as_f64(state["offset"])[0]))
 
     def _design_state(self) -> dict[str, torch.Tensor]:
+        import torch
+
         self.check_fitted("design")
-        state = {k: v.clone() for k, v in self._net_state.items()}
+        state = {k: torch.as_tensor(v).clone() for k, v in self._net_state.items()}  # numpy after a torch-free load
         state.update(self.design.state_dict())
         state["pool"] = torch.from_numpy(np.concatenate([[self.pool_offset], self.pool_center]))
         return state
@@ -122,7 +128,7 @@ class HeadMethod(Method):
     def _load_design_state(self, state: Mapping[str, torch.Tensor]) -> None:
         self._net_state = {k: v for k, v in state.items() if k.startswith("net")}
         self.design = HeadDesign.from_state(state)
-        pool = state["pool"].double().numpy()
+        pool = as_f64(state["pool"])
         self.pool_offset, self.pool_center = float(pool[0]), pool[1:].copy()
 
     def shared_representation(self, x: np.ndarray) -> np.ndarray | None:
@@ -133,6 +139,7 @@ class HeadMethod(Method):
 
 class LearnedPrior(HeadMethod):
     Config = LearnedPriorConfig
+    loads_numpy_state = True  # load_state_dict reads numpy arrays: loading a run imports no torch
     summary = "empirical-Bayes Gaussian prior over raters' linear heads (low rank + diagonal), Big-Five as its mean; closed-form posterior"
     fitted_attributes = ("design", "prior")
 
@@ -234,6 +241,8 @@ class LearnedPrior(HeadMethod):
         return self._user_model(head, x_center, offset)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        import torch
+
         self.check_fitted("prior")
         f64 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))  # noqa: E731
         state = self._design_state()
@@ -248,8 +257,8 @@ class LearnedPrior(HeadMethod):
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         self._load_design_state(state)
-        get = lambda k: state[k].double().numpy().copy()  # noqa: E731
-        self.prior = HeadPrior(get("prior.mean"), get("prior.factors"), get("prior.diag"), float(state["prior.noise"][0]))
+        get = lambda k: as_f64(state[k])  # noqa: E731  (tensors or numpy arrays)
+        self.prior = HeadPrior(get("prior.mean"), get("prior.factors"), get("prior.diag"), float(get("prior.noise")[0]))
         self.link_matrix = get("link") if "link" in state else None
         self.link_spread = get("link_spread") if "link_spread" in state else None
         self.link_center = get("link_center") if "link_center" in state else np.zeros(5)
