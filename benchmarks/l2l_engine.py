@@ -19,41 +19,22 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _meta_setup import best_time, demo_meta_batch  # noqa: E402
 from _report import write_section  # noqa: E402
 
 from piaa.meta import MAML, InnerSGD, MetaSGD  # noqa: E402
 from piaa.meta.engines import meta_gradient_fn  # noqa: E402
 from piaa.meta.learn2learn_engine import build  # noqa: E402,F401  (registers engine=learn2learn)
-from piaa.meta.model import ScoreHead  # noqa: E402
-from piaa.meta.tasks import TaskPool  # noqa: E402
 from piaa.runs import resolve_data  # noqa: E402
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def throughput(repeats: int) -> str:
-    data, _ = resolve_data(None)
-    pool = TaskPool(data.features, data.without("test").raters("train"), data.score_range)
-    batch = pool.batch(np.arange(8), (50,), 50, np.random.default_rng(0))
+    batch, model, theta, buffers = demo_meta_batch(50, 50)
     n = len(batch)
-    model = ScoreHead(data.feature_dim, (128, 64), dropout=0.0)
-    model.standardize.fit(np.asarray(data.features[:2000]))
-    model.train()
-    theta = {k: v.detach().clone() for k, v in model.named_parameters()}
-    buffers = {k: v for k, v in model.named_buffers()}
     lines = [
         f"Meta-gradient throughput, raters/second: piaa's default engine (`batched`: stacked per-rater parameters, "
         f"vmapped forward, autograd) against `engine=learn2learn` (`l2l.algorithms.MAML`/`MetaSGD`, `clone()` + "

@@ -18,37 +18,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import higher
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _meta_setup import best_time, best_times, demo_meta_batch  # noqa: E402
 from _report import write_section  # noqa: E402
 
 from piaa.meta import MAML, InnerAdam, InnerSGD, Reptile, weighted_mse  # noqa: E402
-from piaa.meta.model import ScoreHead  # noqa: E402
-from piaa.meta.tasks import TaskPool  # noqa: E402
-from piaa.runs import resolve_data  # noqa: E402
-
-
-def best_time(fn, repeats: int) -> float:
-    return best_times([fn], repeats)[0]
-
-
-def best_times(fns, repeats: int) -> list[float]:
-    """Best wall time of each function, timed interleaved so that load hits all alike."""
-    for fn in fns:
-        fn()  # warm-up
-    best = [float("inf")] * len(fns)
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
 
 
 def flops(fn) -> int:
@@ -147,15 +126,8 @@ def higher_reptile(model, torch_opt, batch, steps: int) -> dict[str, torch.Tenso
 
 
 def throughput(repeats: int, peak: float) -> str:
-    data, _ = resolve_data(None)
-    pool = TaskPool(data.features, data.without("test").raters("train"), data.score_range)
-    batch = pool.batch(np.arange(8), (80,), 80, np.random.default_rng(0))
+    batch, model, theta, buffers = demo_meta_batch(80, 80)
     n = len(batch)
-    model = ScoreHead(data.feature_dim, (128, 64), dropout=0.0)
-    model.standardize.fit(np.asarray(data.features[:2000]))
-    model.train()
-    theta = {k: v.detach().clone() for k, v in model.named_parameters()}
-    buffers = {k: v for k, v in model.named_buffers()}
     lines = [
         f"Meta-gradient throughput, raters/second (meta-batch of {n} demo raters, 80 support + 80 query images, "
         f"5 inner steps, head 256→128→64→1, float32; best of {repeats}). `engine` = piaa.meta's batched "
