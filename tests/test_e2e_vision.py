@@ -29,6 +29,17 @@ def test_resnet18_loads_a_local_torchvision_state_dict_and_uses_batch_statistics
     assert out.shape == (3, 512)
 
 
+def test_inception_v3_loads_a_torchvision_state_dict_with_its_auxiliary_classifier_ignored(tmp_path):
+    source = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
+    file = tmp_path / "inception.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(file))
+    built = build_backbone("inception-v3", str(file))
+    assert built.dim == 2048 and "starts from" in built.note
+    torch.testing.assert_close(built.module.state_dict()["Mixed_7c.branch_pool.conv.weight"], source.state_dict()["Mixed_7c.branch_pool.conv.weight"])
+    assert not any(getattr(m, "track_running_stats", False) for m in built.module.modules())
+    assert built.module(torch.randn(2, 3, 80, 80)).shape == (2, 2048)
+
+
 def test_blg_piaa_meta_trains_and_adapts_a_resnet18_on_images(tmp_path):
     spec = DemoSpec(n_train_raters=6, n_test_raters=3, n_personality_raters=2, raters_per_image=3, train_ratings=(24, 30),
                     test_ratings=(30, 34), likes_per_personality_rater=5, feature_dim=16, latent_dim=6)

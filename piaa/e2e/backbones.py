@@ -1,7 +1,7 @@
 """Trainable image backbones for end-to-end training, by name.
 
 `small-cnn` is built in (plain torch, GroupNorm, ~25k parameters): for tests and CPU runs.
-`resnet18` is torchvision's (the vision extra), its BatchNorm layers switched to batch statistics
+`resnet18` and `inception-v3` are torchvision's (the vision extra), their BatchNorm layers switched to batch statistics
 (`torch.func.replace_all_batch_norm_modules_`): running statistics cannot be updated inside a
 differentiated inner loop. Weights come only from a local file; none given means a seeded random
 initialisation, which `notes` says out loud.
@@ -62,6 +62,19 @@ def resnet18() -> tuple[nn.Module, int]:
     net.fc = nn.Identity()
     torch.func.replace_all_batch_norm_modules_(net)
     return net, 512
+
+
+@TRAINABLE_BACKBONES.register("inception-v3")
+def inception_v3() -> tuple[nn.Module, int]:
+    """torchvision's Inception-v3 (PA-IAA's trunk in the paper): 2048-d pooled features, no auxiliary
+    classifier (its tensors in a weights file are ignored). Images must be at least 75x75 (299 as trained)."""
+    from piaa.features.torchvision_backbones import require_torchvision
+
+    tv = require_torchvision()
+    net = tv.models.inception_v3(weights=None, aux_logits=False, init_weights=True, transform_input=False)
+    net.fc = nn.Identity()
+    torch.func.replace_all_batch_norm_modules_(net)
+    return net, 2048
 
 
 def build_backbone(name: str, weights: str = "") -> BuiltBackbone:

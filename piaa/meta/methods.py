@@ -89,7 +89,7 @@ class MetaConfig(MethodConfig):
     # meta-training (0 = keep the prior); empty: always use adapt_lr
     adapt_lr_grid: tuple[float, ...] = (0.0, 1e-4, 3e-4, 1e-3, 3e-3)
     # end to end on images (dataset.json's images_root) instead of the dataset's features:
-    backbone: str = ""  # "" = features (default) | small-cnn (built in) | resnet18 (vision extra)
+    backbone: str = ""  # "" = features (default) | small-cnn (built in) | resnet18, inception-v3 (vision extra)
     backbone_weights: str = ""  # a local .safetensors/.pth state dict; "" = seeded random initialisation
     backbone_lr_scale: float = 0.1  # backbone lr / head lr in every loop (BLG-PIAA: 1e-4 vs 1e-3)
     pretrain_batch: int = 32  # images per step of the consensus pre-training

@@ -70,7 +70,7 @@ class PAIAAConfig(MethodConfig):
     min_link_raters: int = 10  # "auto" learns the link from ratings when this many train raters have a Big-Five
     threads: int = 1  # torch threads while training and scoring (0: torch's default)
     # end to end on images (dataset.json's images_root; see docs/distributed.md): the trunk on a backbone
-    backbone: str = ""  # "" = features (default) | small-cnn (built in) | resnet18 (vision extra)
+    backbone: str = ""  # "" = features (default) | small-cnn (built in) | resnet18, inception-v3 (vision extra)
     backbone_weights: str = ""  # a local .safetensors/.pth state dict; "" = seeded random initialisation
     backbone_lr_scale: float = 0.1  # backbone lr / trunk and heads lr
     device: str = "auto"  # auto | cpu | cuda (end to end only; the feature path runs on the CPU)
