@@ -81,16 +81,8 @@ class FineTune(GenericPrior):
                 raise ConfigError(f"finetune.device must be one of {', '.join(DEVICES)}, got {self.config.device!r}")
         self.steps_for: dict[int, int] = {}
         self.device = torch.device("cpu")
-        self._notes: list[str] = []
 
     # -- end to end on images ---------------------------------------------------------------------
-    @property
-    def uses_images(self) -> bool:
-        return bool(self.config.backbone)
-
-    def notes(self) -> list[str]:
-        return list(self._notes)
-
     def _build(self, dim: int, *, initial_weights: bool = True):
         cfg, feature_model = self.config, super()._build
         model, notes = build_model(cfg, lambda: feature_model(dim), lambda net, width: ImageRegressor(net, width, cfg.hidden, cfg.dropout),
@@ -216,13 +208,6 @@ class FineTune(GenericPrior):
         keys = sorted(self.steps_for)
         state["steps_for"] = torch.tensor([keys, [self.steps_for[k] for k in keys]], dtype=torch.int64)
         return state
-
-    def extra_state(self) -> dict:
-        return {**super().extra_state(), "notes": self._notes}
-
-    def load_extra_state(self, extra: Mapping) -> None:
-        super().load_extra_state(extra)
-        self._notes = [str(n) for n in extra.get("notes", [])]
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         if self.uses_images:  # built without its initial weights: the trained ones follow

@@ -207,8 +207,9 @@ class Method(ABC):
 
     @property
     def uses_images(self) -> bool:
-        """Whether the method trains end to end on images (its dataset rows are pixels, not features)."""
-        return False
+        """Whether the method trains end to end on images (its dataset rows are pixels, not features):
+        a method offering that has a `backbone` config field, and a backbone is named."""
+        return bool(getattr(self.config, "backbone", ""))
     #: attributes that stay None until `fit` or `load_state_dict` fills them (for `check_fitted`)
     fitted_attributes: ClassVar[tuple[str, ...]] = ()
     #: whether `fit` can reuse a prior trained earlier by an equal configuration (the benchmark's
@@ -233,6 +234,7 @@ class Method(ABC):
         self.score_range: tuple[float, float] = (0.0, 1.0)
         self.feature_dim: int | None = None
         self.fit_log: list[dict[str, Any]] = []
+        self._notes: list[str] = []  # set by fit (e.g. where an end-to-end backbone's weights came from); kept in the run
 
     # -- capabilities ----------------------------------------------------------------------------
     @property
@@ -242,7 +244,7 @@ class Method(ABC):
 
     def notes(self) -> list[str]:
         """What this fitted model cannot do, in words a user can act on (printed by the CLI)."""
-        return []
+        return list(self._notes)
 
     def check_fitted(self, *attributes: str) -> None:
         """Raise `NotFittedError` unless `fit` (or `load_state_dict`) has run: the given attributes
@@ -298,11 +300,13 @@ class Method(ABC):
 
     def extra_state(self) -> dict[str, Any]:
         """JSON-able learned state beside the tensors (score range, feature dim)."""
-        return {"score_range": list(self.score_range), "feature_dim": self.feature_dim}
+        state = {"score_range": list(self.score_range), "feature_dim": self.feature_dim}
+        return {**state, "notes": list(self._notes)} if self._notes else state
 
     def load_extra_state(self, extra: Mapping[str, Any]) -> None:
         self.score_range = tuple(float(v) for v in extra["score_range"])  # type: ignore[assignment]
         self.feature_dim = extra.get("feature_dim")
+        self._notes = [str(n) for n in extra.get("notes", [])]
 
     def _remember_data(self, data: RaterDataset) -> None:
         self.score_range = data.score_range

@@ -165,14 +165,6 @@ class MetaLearnedHead(Method):
         self.adapt_lrs: dict[int, float] = {}  # shots → adaptation step size chosen on validation raters
         self._on_step: Callable[[int], None] | None = None  # test hook: called after every meta-step
         self.device = torch.device("cpu")  # end to end: where the model trains and adapts
-        self._notes: list[str] = []
-
-    @property
-    def uses_images(self) -> bool:
-        return bool(self.config.backbone)
-
-    def notes(self) -> list[str]:
-        return list(self._notes)
 
     # -- building ---------------------------------------------------------------------------------
     def _build(self, dim: int, *, initial_weights: bool = True) -> torch.nn.Module:
@@ -404,12 +396,11 @@ class MetaLearnedHead(Method):
         return {k: v.cpu() for k, v in flatten({"meta": self.meta, "buffers": self.buffers}).items()}
 
     def extra_state(self) -> dict[str, Any]:
-        return {**super().extra_state(), "adapt_lrs": {str(k): v for k, v in self.adapt_lrs.items()}, "notes": self._notes}
+        return {**super().extra_state(), "adapt_lrs": {str(k): v for k, v in self.adapt_lrs.items()}}
 
     def load_extra_state(self, extra: Mapping[str, Any]) -> None:
         super().load_extra_state(extra)
         self.adapt_lrs = {int(k): float(v) for k, v in extra.get("adapt_lrs", {}).items()}
-        self._notes = [str(n) for n in extra.get("notes", [])]
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         tree = unflatten(state)

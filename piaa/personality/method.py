@@ -125,17 +125,12 @@ class PersonalityAssisted(Method):
         self.prior: TastePrior | None = None
         self.pool_center: np.ndarray | None = None
         self.personality: dict[str, Any] = {"available": False, "reason": "not fitted"}
-        self._notes: list[str] = []  # end to end: where the backbone's weights came from
         self.attribute_names: list[str] = []  # the attribute head's outputs, in order (empty: no head)
 
     # -- capabilities ----------------------------------------------------------------------------
     @property
     def personality_available(self) -> bool:
         return bool(self.personality.get("available"))
-
-    @property
-    def uses_images(self) -> bool:
-        return bool(self.config.backbone)
 
     @property
     def uses_big_five(self) -> bool:
@@ -411,12 +406,11 @@ class PersonalityAssisted(Method):
             self.link = TasteLink(matrix=state["link.matrix"].numpy().copy(), generic_coef=float(state["link.generic_coef"][0]), n_raters=0, center=center)
 
     def extra_state(self) -> dict[str, Any]:
-        return {**super().extra_state(), "personality": self.personality, "notes": self._notes, "attribute_names": self.attribute_names}
+        return {**super().extra_state(), "personality": self.personality, "attribute_names": self.attribute_names}
 
     def load_extra_state(self, extra: Mapping[str, Any]) -> None:
         super().load_extra_state(extra)
         self.personality = dict(extra.get("personality") or {"available": self.link is not None, "reason": None})
-        self._notes = [str(n) for n in extra.get("notes", [])]
         self.attribute_names = list(extra.get("attribute_names") or [])
         if self.link is not None and "link" in self.personality:
             self.link = TasteLink(self.link.matrix, self.link.generic_coef, int(self.personality["link"].get("n_raters", 0)), self.link.center)
