@@ -230,15 +230,10 @@ def cross_validation_job(
     if method is None and overrides:
         raise ConfigError("--set needs --method (a run's configuration is used as saved)")
     dataset, loaded, fresh = _job_input(run, method, data, overrides)
-    if loaded is None:
-        assert fresh is not None
+    template = fresh if loaded is None else loaded.method  # refitted per fold with its configuration
 
-        def make() -> Method:
-            return type(fresh)(fresh.config)
-    else:
-
-        def make() -> Method:
-            return type(loaded.method)(loaded.method.config)
+    def make() -> Method:
+        return type(template)(template.config)
 
     path = Path(fold_file) if fold_file is not None else None
     if path is not None and path.exists():
