@@ -17,6 +17,15 @@ from piaa.tasks.simulate import DemoSpec, write_demo  # noqa: E402
 from piaa.tasks.simulate_images import render_images  # noqa: E402
 
 
+def _tiny_image_dataset(tmp_path):
+    """A few raters on 32x32 images drawn from the simulator's features, read as pixel rows."""
+    spec = DemoSpec(n_train_raters=6, n_test_raters=3, n_personality_raters=2, raters_per_image=3, train_ratings=(24, 30),
+                    test_ratings=(30, 34), likes_per_personality_rater=5, feature_dim=16, latent_dim=6)
+    path = write_demo(tmp_path / "data", seed=1, spec=spec)
+    render_images(path, size=32)
+    return read_dataset(path, pixels=True)
+
+
 def test_resnet18_loads_a_local_torchvision_state_dict_and_uses_batch_statistics(tmp_path):
     source = torchvision.models.resnet18(weights=None)
     file = tmp_path / "resnet18.safetensors"
@@ -41,11 +50,7 @@ def test_inception_v3_loads_a_torchvision_state_dict_with_its_auxiliary_classifi
 
 
 def test_blg_piaa_meta_trains_and_adapts_a_resnet18_on_images(tmp_path):
-    spec = DemoSpec(n_train_raters=6, n_test_raters=3, n_personality_raters=2, raters_per_image=3, train_ratings=(24, 30),
-                    test_ratings=(30, 34), likes_per_personality_rater=5, feature_dim=16, latent_dim=6)
-    path = write_demo(tmp_path / "data", seed=1, spec=spec)
-    render_images(path, size=32)
-    data = read_dataset(path, pixels=True)
+    data = _tiny_image_dataset(tmp_path)
     model = create_method("blg-piaa", backbone="resnet18", device="cpu", hidden=(8,), pretrain_epochs=1, meta_steps=2,
                           meta_batch=2, val_fraction=0.0, support_shots=(8,), query_size=8, adapt_steps=2, adapt_lr_grid=())
     before = {k: v.clone() for k, v in model.fit(data.without("test"), seed=0).meta["params"].items()}
@@ -59,11 +64,7 @@ def test_blg_piaa_meta_trains_and_adapts_a_resnet18_on_images(tmp_path):
 
 
 def test_pa_iaa_trains_a_resnet18_under_its_trunk_and_personalises_from_big_five(tmp_path):
-    spec = DemoSpec(n_train_raters=6, n_test_raters=3, n_personality_raters=2, raters_per_image=3, train_ratings=(24, 30),
-                    test_ratings=(30, 34), likes_per_personality_rater=5, feature_dim=16, latent_dim=6)
-    path = write_demo(tmp_path / "data", seed=1, spec=spec)
-    render_images(path, size=32)
-    data = read_dataset(path, pixels=True)
+    data = _tiny_image_dataset(tmp_path)
     model = create_method("pa-iaa", backbone="resnet18", device="cpu", trunk=(16,), epochs=1, batch_size=32, min_prior_ratings=10)
     model.fit(data.without("test"), seed=0)
     assert model.net.backbone is not None and model.personality_available

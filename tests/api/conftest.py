@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import piaa
 from piaa.tasks.simulate import DemoSpec, write_demo
 from piaa.workflows import meta_train
 
@@ -62,3 +63,15 @@ def rater_ratings():
 def _private_runs_root(tmp_path, monkeypatch):
     """Training writes runs/LATEST under the default runs folder: keep it out of the working tree."""
     monkeypatch.setenv("PIAA_RUNS", str(tmp_path / "default-runs"))
+
+
+@pytest.fixture
+def ratings_csv(run_copy, tmp_path):
+    """(path, rows): 12 ratings of the run's first test rater as a user's `image,score` CSV."""
+    model = piaa.load(run_copy)
+    data = model.dataset
+    rater = data.rater(data.users_in("test")[0])
+    rows = [(data.images[i], s) for i, s in zip(rater.image_index[:12], rater.scores[:12])]
+    path = tmp_path / "my.csv"
+    path.write_text("image,score\n" + "".join(f"{im},{s:g}\n" for im, s in rows))
+    return path, rows

@@ -3,36 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
 import piaa
-from piaa.console import cli
-
-
-def run_cli(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["piaa", *args])
-    monkeypatch.setattr(cli.out, "width", 200, raising=False)
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@pytest.fixture
-def ratings_csv(run_copy, tmp_path):
-    model = piaa.load(run_copy)
-    data = model.dataset
-    rater = data.rater(data.users_in("test")[0])
-    rows = [(data.images[i], s) for i, s in zip(rater.image_index[:12], rater.scores[:12])]
-    path = tmp_path / "my.csv"
-    path.write_text("image,score\n" + "".join(f"{im},{s:g}\n" for im, s in rows))
-    return path, rows
+from tests_helpers import run_cli
 
 
 def test_adapt_new_user_save_score_list_show_delete(run_copy, ratings_csv, capsys, monkeypatch, tmp_path):

@@ -3,36 +3,11 @@ content, recomputed when the file changes, and `piaa score --features` uses it."
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
-import pytest
 
 import piaa
-from piaa.console import cli
 from piaa.shared_cache import FOLDER, cached_shared
-
-
-def run_cli(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["piaa", *args])
-    monkeypatch.setattr(cli.out, "width", 200, raising=False)
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@pytest.fixture
-def ratings_csv(run_copy, tmp_path):
-    model = piaa.load(run_copy)
-    data = model.dataset
-    rater = data.rater(data.users_in("test")[0])
-    path = tmp_path / "my.csv"
-    path.write_text("image,score\n" + "".join(f"{data.images[i]},{s:g}\n" for i, s in zip(rater.image_index[:12], rater.scores[:12])))
-    return path
+from tests_helpers import run_cli
 
 
 def _features(model, n: int, seed: int) -> np.ndarray:
@@ -81,7 +56,7 @@ def test_cache_is_written_once_reused_and_keyed_by_file_content(run_copy, rater_
 
 
 def test_score_features_cli_ranks_from_the_cache_like_the_api(run_copy, ratings_csv, capsys, monkeypatch, tmp_path):
-    path = ratings_csv
+    path, _ = ratings_csv
     code, _, err = run_cli(capsys, monkeypatch, "adapt", "--ratings", str(path), "--user", "alice", "--save")
     assert code == 0, err
     model = piaa.load(run_copy)
