@@ -1,6 +1,7 @@
 """How `learned-prior`'s defaults were chosen: each alternative on a sibling of the demo, never its test raters.
 
-The choices concern how the design's networks treat images (cross-fitting folds) and how far a
+The choices concern where the design's generic column comes from (`generic`), how the design's
+networks treat images (cross-fitting folds), how many principal components it keeps, and how far a
 rater's Big-Five may move their prior (`link_spread`). They are judged on `piaa data simulate --seed
 1`: the same generator as the demo (seed 0) with its own world, raters and images, whose test raters
 rate images no network saw. (Held-out *train* raters of the demo would not do: their images stay in
@@ -26,7 +27,8 @@ from piaa.tasks.simulate import write_demo  # noqa: E402
 
 # (label, overrides); the first row is the shipped default.
 VARIANTS = (
-    ("default: 3 cross-fitting folds, link spread on, 24 components", []),
+    ("default: generic column from component networks, 3 cross-fitting folds, link spread on, 24 components", []),
+    ("generic column from the PA-IAA networks (the default until this stop)", ["generic=pa-iaa"]),
     ("no cross-fitting (folds=1)", ["folds=1"]),
     ("5 cross-fitting folds", ["folds=5"]),
     ("link spread off", ["link_spread=false"]),

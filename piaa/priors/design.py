@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
+from piaa.priors.generic import NumpyMLP
 from piaa.seeding import derive_seed, numpy_rng
 
 if TYPE_CHECKING:  # torch only to save: loading reads numpy arrays too, so `piaa adapt` needs no torch
@@ -85,13 +86,17 @@ class HeadDesign:
     components: np.ndarray  # [dim, K], already divided by the components' standard deviations
     head_mean: np.ndarray  # [6] means of s, p on training images
     head_scale: np.ndarray  # [6]
+    generic: list[NumpyMLP] = dataclasses.field(default_factory=list)  # one per fold: s from these when present
 
     @property
     def dim(self) -> int:
         return N_HEAD_COLUMNS + self.components.shape[1]
 
     @classmethod
-    def fit(cls, nets: list[NumpyPANet], x_train: np.ndarray, n_components: int) -> "HeadDesign":
+    def fit(cls, nets: list[NumpyPANet], x_train: np.ndarray, n_components: int,
+            fit_generic: Callable[[np.ndarray], list[NumpyMLP]] | None = None) -> "HeadDesign":
+        """PCA on the training images, then (if `fit_generic`) the generic networks on their
+        components, then the columns' standardisation."""
         x = np.asarray(x_train, dtype=np.float64)
         mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
         z = (x - mean) / scale
@@ -101,40 +106,63 @@ class HeadDesign:
         # Fix signs so the result does not depend on the LAPACK build.
         vectors *= np.where(vectors[np.argmax(np.abs(vectors), axis=0), np.arange(len(order))] < 0, -1.0, 1.0)
         components = vectors / np.sqrt(np.maximum(values[order], 1e-12))
-        heads = _average_heads(nets, x)
-        return cls(nets, mean, scale, components, heads.mean(axis=0), np.maximum(heads.std(axis=0), 1e-6))
+        design = cls(nets, mean, scale, components, np.zeros(N_HEAD_COLUMNS), np.ones(N_HEAD_COLUMNS))
+        pcs = design.components_of(x)
+        design.generic = fit_generic(pcs) if fit_generic is not None else []
+        heads = design._heads(x, pcs)
+        design.head_mean, design.head_scale = heads.mean(axis=0), np.maximum(heads.std(axis=0), 1e-6)
+        return design
+
+    def components_of(self, x: np.ndarray) -> np.ndarray:
+        """[n, K] whitened principal components of features."""
+        return ((x - self.feat_mean) / self.feat_scale) @ self.components
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """[n, dim] features → [n, 6 + K] design rows (the nets' average for s and p)."""
         x = np.asarray(x, dtype=np.float64)
-        return self._rows(x, _average_heads(self.nets, x))
+        pcs = self.components_of(x)
+        return self._rows(self._heads(x, pcs), pcs)
 
     def out_of_fold(self, x: np.ndarray, fold: np.ndarray) -> np.ndarray:
-        """Design rows of training images, s and p from the net that did not train on each image."""
+        """Design rows of training images, s and p from the nets that did not train on each image."""
         x = np.asarray(x, dtype=np.float64)
+        pcs = self.components_of(x)
         heads = np.empty((len(x), N_HEAD_COLUMNS))
         for f, net in enumerate(self.nets):
             rows = fold == f
             if rows.any():
                 heads[rows] = np.column_stack(net(x[rows]))
-        return self._rows(x, heads)
+                if self.generic:
+                    heads[rows, 0] = self.generic[f](pcs[rows])
+        return self._rows(heads, pcs)
 
-    def _rows(self, x: np.ndarray, heads: np.ndarray) -> np.ndarray:
-        pcs = ((x - self.feat_mean) / self.feat_scale) @ self.components
+    def _heads(self, x: np.ndarray, pcs: np.ndarray) -> np.ndarray:
+        """[n, 6]: s and p averaged over the cross-fitted nets (s from the generic nets if any)."""
+        heads = _average_heads(self.nets, x)
+        if self.generic:
+            heads[:, 0] = np.mean([net(pcs) for net in self.generic], axis=0)
+        return heads
+
+    def _rows(self, heads: np.ndarray, pcs: np.ndarray) -> np.ndarray:
         return np.concatenate([(heads - self.head_mean) / self.head_scale, pcs], axis=1)
 
     def state_dict(self, prefix: str = "design.") -> dict[str, torch.Tensor]:
         import torch
 
         f64 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))  # noqa: E731
-        return {prefix + k: f64(getattr(self, k)) for k in ("feat_mean", "feat_scale", "components", "head_mean", "head_scale")}
+        state = {prefix + k: f64(getattr(self, k)) for k in ("feat_mean", "feat_scale", "components", "head_mean", "head_scale")}
+        for f, net in enumerate(self.generic):
+            state.update({k: f64(v) for k, v in net.state_dict(f"{prefix}generic{f}.").items()})
+        return state
 
     @classmethod
     def from_state(cls, state: Mapping[str, torch.Tensor], prefix: str = "design.") -> "HeadDesign":
         get = lambda k: as_f64(state[prefix + k])  # noqa: E731
         n_nets = len({k.split(".")[0] for k in state if k.startswith("net") and ".standardize.mean" in k})
         nets = [NumpyPANet.from_state(state, f"net{i}.") for i in range(n_nets)]
-        return cls(nets, get("feat_mean"), get("feat_scale"), get("components"), get("head_mean"), get("head_scale"))
+        n_generic = len({k[len(prefix):].split(".")[0] for k in state if k.startswith(prefix + "generic")})
+        generic = [NumpyMLP.from_state(state, f"{prefix}generic{f}.", as_f64) for f in range(n_generic)]
+        return cls(nets, get("feat_mean"), get("feat_scale"), get("components"), get("head_mean"), get("head_scale"), generic)
 
 
 def _average_heads(nets: list[NumpyPANet], x: np.ndarray) -> np.ndarray:

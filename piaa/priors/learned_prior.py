@@ -22,6 +22,7 @@ import numpy as np
 from piaa.errors import ConfigError, DataError
 from piaa.method import Method, MethodConfig, UserModel
 from piaa.priors.design import N_HEAD_COLUMNS, HeadDesign, as_f64, NumpyPANet, fit_networks, image_folds, training_rows
+from piaa.priors.generic import consensus_targets, fit_generic_networks
 from piaa.priors.gaussian import HeadPrior, fit_head_prior, posterior, rater_moments
 from piaa.priors.validation import split_raters, validation_srocc
 from piaa.tasks.format import RaterDataset
@@ -43,6 +44,7 @@ class LearnedPriorConfig(MethodConfig):
     min_ratings: int = 10  # training raters with fewer ratings do not inform the prior
     network_epochs: int = 60  # epochs of the PA-IAA networks behind s and p
     folds: int = 3  # cross-fitting folds of the training images (one network each)
+    generic: str = "pcs"  # the s column: "pcs" (piaa.priors.generic) or "pa-iaa" (the PA-IAA nets' score)
     threads: int = 1
 
 
@@ -80,6 +82,8 @@ class HeadMethod(Method):
 
     def __init__(self, config=None, **overrides):
         super().__init__(config, **overrides)
+        if self.config.generic not in ("pcs", "pa-iaa"):
+            raise ConfigError(f"{self.name}: generic must be 'pcs' or 'pa-iaa', got {self.config.generic!r}")
         self.design: HeadDesign | None = None
         self.pool_center: np.ndarray | None = None  # design mean over training images (0-shot centre)
         self.pool_offset = 0.0  # mean training score (0-shot offset; irrelevant to rankings)
@@ -97,7 +101,12 @@ class HeadMethod(Method):
             self._net_state.update({f"net{i}.{k[len('net.'):]}": v for k, v in base.state_dict().items() if k.startswith("net.")})
         nets = [NumpyPANet.from_state(self._net_state, f"net{i}.") for i in range(len(bases))]
         x_train = np.asarray(data.features[rows], dtype=np.float32)
-        self.design = HeadDesign.fit(nets, x_train, self.config.components)
+        fit_generic = None
+        if self.config.generic == "pcs":
+            target, count = consensus_targets(data, rows)
+            fit_generic = lambda pcs: fit_generic_networks(  # noqa: E731
+                pcs, target, count, fold, seed=seed, epochs=self.config.network_epochs, threads=self.config.threads)
+        self.design = HeadDesign.fit(nets, x_train, self.config.components, fit_generic)
         self.pool_center = self.design(x_train).mean(axis=0)
         phi = self.design.out_of_fold(x_train, fold)
         self.pool_offset = float(data.ratings.loc[data.ratings["user"].isin(set(data.users_in("train"))), "score"].mean())

@@ -47,6 +47,7 @@ class TaskVectorConfig(MethodConfig):
     min_ratings: int = 10
     network_epochs: int = 60
     folds: int = 3
+    generic: str = "pcs"  # the s column: "pcs" (piaa.priors.generic) or "pa-iaa" (the PA-IAA nets' score)
     threads: int = 1
 
 
