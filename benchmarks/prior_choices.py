@@ -27,10 +27,11 @@ from piaa.tasks.simulate import write_demo  # noqa: E402
 
 # (label, overrides); the first row is the shipped default.
 VARIANTS = (
-    ("default: generic column from component networks, 3 cross-fitting folds, link spread on, 24 components", []),
+    ("default: generic column from component networks (5 folds), PA-IAA networks in 3 folds, link spread on, 24 components", []),
+    ("generic networks in the PA-IAA networks' 3 folds", ["generic_folds=3"]),
     ("generic column from the PA-IAA networks (the default until this stop)", ["generic=pa-iaa"]),
-    ("no cross-fitting (folds=1)", ["folds=1"]),
-    ("5 cross-fitting folds", ["folds=5"]),
+    ("no cross-fitting (folds=1, generic_folds=1)", ["folds=1", "generic_folds=1"]),
+    ("PA-IAA networks in 5 folds too", ["folds=5"]),
     ("link spread off", ["link_spread=false"]),
     ("16 components", ["components=16"]),
     ("40 components", ["components=40"]),

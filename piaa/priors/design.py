@@ -123,8 +123,9 @@ class HeadDesign:
         pcs = self.components_of(x)
         return self._rows(self._heads(x, pcs), pcs)
 
-    def out_of_fold(self, x: np.ndarray, fold: np.ndarray) -> np.ndarray:
-        """Design rows of training images, s and p from the nets that did not train on each image."""
+    def out_of_fold(self, x: np.ndarray, fold: np.ndarray, generic_fold: np.ndarray | None = None) -> np.ndarray:
+        """Design rows of training images, s and p from the nets that did not train on each image
+        (`generic_fold`: the generic networks' folds, when they differ from the PA-IAA nets')."""
         x = np.asarray(x, dtype=np.float64)
         pcs = self.components_of(x)
         heads = np.empty((len(x), N_HEAD_COLUMNS))
@@ -132,8 +133,11 @@ class HeadDesign:
             rows = fold == f
             if rows.any():
                 heads[rows] = np.column_stack(net(x[rows]))
-                if self.generic:
-                    heads[rows, 0] = self.generic[f](pcs[rows])
+        generic_fold = fold if generic_fold is None else generic_fold
+        for f, net in enumerate(self.generic):
+            rows = generic_fold == f
+            if rows.any():
+                heads[rows, 0] = net(pcs[rows])
         return self._rows(heads, pcs)
 
     def _heads(self, x: np.ndarray, pcs: np.ndarray) -> np.ndarray:

@@ -103,7 +103,7 @@ def _train(x: np.ndarray, y: np.ndarray, weight: np.ndarray, *, seed: int, epoch
             layer.weight.uniform_(-bound, bound, generator=gen)
             layer.bias.uniform_(-bound, bound, generator=gen)
     params = [p for layer in linears for p in layer.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+    optimizer = torch.optim.AdamW(params, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY, fused=True)
     y_mean, y_sd = float(y.mean()), float(y.std()) or 1.0
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     yt = torch.from_numpy(((y - y_mean) / y_sd).astype(np.float32))

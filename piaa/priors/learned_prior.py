@@ -45,6 +45,7 @@ class LearnedPriorConfig(MethodConfig):
     network_epochs: int = 60  # epochs of the PA-IAA networks behind s and p
     folds: int = 3  # cross-fitting folds of the training images (one network each)
     generic: str = "pcs"  # the s column: "pcs" (piaa.priors.generic) or "pa-iaa" (the PA-IAA nets' score)
+    generic_folds: int = 5  # cross-fitting folds of the generic networks (0: `folds`); cheap, so more than `folds`
     threads: int = 1
 
 
@@ -101,14 +102,16 @@ class HeadMethod(Method):
             self._net_state.update({f"net{i}.{k[len('net.'):]}": v for k, v in base.state_dict().items() if k.startswith("net.")})
         nets = [NumpyPANet.from_state(self._net_state, f"net{i}.") for i in range(len(bases))]
         x_train = np.asarray(data.features[rows], dtype=np.float32)
-        fit_generic = None
+        fit_generic, generic_fold = None, fold
         if self.config.generic == "pcs":
+            if self.config.generic_folds and self.config.generic_folds != self.config.folds:
+                generic_fold = image_folds(len(rows), self.config.generic_folds, seed=seed)
             target, count = consensus_targets(data, rows)
             fit_generic = lambda pcs: fit_generic_networks(  # noqa: E731
-                pcs, target, count, fold, seed=seed, epochs=self.config.network_epochs, threads=self.config.threads)
+                pcs, target, count, generic_fold, seed=seed, epochs=self.config.network_epochs, threads=self.config.threads)
         self.design = HeadDesign.fit(nets, x_train, self.config.components, fit_generic)
         self.pool_center = self.design(x_train).mean(axis=0)
-        phi = self.design.out_of_fold(x_train, fold)
+        phi = self.design.out_of_fold(x_train, fold, generic_fold)
         self.pool_offset = float(data.ratings.loc[data.ratings["user"].isin(set(data.users_in("train"))), "score"].mean())
         raters = [
             (phi[np.searchsorted(rows, r.image_index)], r.scores.astype(np.float64))

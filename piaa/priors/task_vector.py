@@ -48,6 +48,7 @@ class TaskVectorConfig(MethodConfig):
     network_epochs: int = 60
     folds: int = 3
     generic: str = "pcs"  # the s column: "pcs" (piaa.priors.generic) or "pa-iaa" (the PA-IAA nets' score)
+    generic_folds: int = 5  # cross-fitting folds of the generic networks (0: `folds`); cheap, so more than `folds`
     threads: int = 1
 
 
