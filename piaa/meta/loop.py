@@ -3,7 +3,9 @@
 Every random draw of meta-step `s` (which tasks, which rows, dropout masks) is derived from
 (seed, s), so a run resumed from the checkpoint at step `s` continues exactly as the uninterrupted
 run would have: same batches, same masks, same weights at the end. The outer step is a stock
-`torch.optim` optimiser over the flattened meta-parameters.
+`torch.optim` optimiser over the flattened meta-parameters. Model selection and early stopping
+follow the one-SE rule over validation raters (`piaa.meta.selection`); the checkpoints it can still
+choose are part of the state, so a resumed run chooses and stops as the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -90,8 +92,6 @@ class TrainState:
             for g, p in self.meta.items():
                 for k, v in p.items():
                     v.copy_(tree["meta"][g][k])
-        if "selected_step" not in info:
-            raise RunError("the checkpoint was written by an older piaa (before one-SE checkpoint selection): delete it to start over")
         self.selection.restore(tree.get("candidates", {}), info)
         _load_optimizer_tensors(self.optimizer, list(flatten(self.meta)), tree.get("outer", {}))
         self.step, self.log, self.done = int(info["step"]), list(info["log"]), bool(info["done"])
@@ -128,6 +128,8 @@ def resume(state: TrainState, checkpoint_dir: Path | None, fingerprint: str) -> 
     tensors, info = found
     if info.get("fingerprint") != fingerprint:
         raise RunError(f"{checkpoint_dir} holds a checkpoint of a different configuration, seed or dataset (delete it to start over)")
+    if "selected_step" not in info:
+        raise RunError(f"{checkpoint_dir} holds a checkpoint of an older piaa, without one-SE checkpoint selection (delete it to start over)")
     state.restore(tensors, info)
     return True
 

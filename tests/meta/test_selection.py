@@ -5,11 +5,14 @@ about 0.05·√2/√30 ≈ 0.013."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from piaa.meta.checkpoint import load_checkpoint
+from piaa.errors import RunError
+from piaa.meta.checkpoint import INDEX, load_checkpoint
 from piaa.meta.core import MetaStep
 from piaa.meta.loop import LoopSpec, TrainState, run_meta_training
 from piaa.meta.one_se import paired_se
@@ -102,15 +105,17 @@ class Killed(Exception):
     pass
 
 
+def _kill_at(at: int):
+    def on_step(step: int) -> None:
+        if step == at:
+            raise Killed
+    return on_step
+
+
 def test_a_run_killed_and_resumed_selects_and_stops_as_the_uninterrupted_run(tmp_path):
     whole = _toy_run()
-
-    def kill_at_7(step: int) -> None:
-        if step == 7:
-            raise Killed
-
     with pytest.raises(Killed):
-        _toy_run(tmp_path, on_step=kill_at_7)
+        _toy_run(tmp_path, on_step=_kill_at(7))
     tensors, info = load_checkpoint(tmp_path)
     held = sorted({int(k.split("/")[1]) for k in tensors if k.startswith("candidates/")})
     assert info["step"] == 6 and info["selected_step"] == 4 and held == [4, 6]  # 0 and 2 were clearly beaten
@@ -119,3 +124,13 @@ def test_a_run_killed_and_resumed_selects_and_stops_as_the_uninterrupted_run(tmp
     assert torch.equal(resumed.best["params"]["w"], whole.best["params"]["w"])
     assert [e for e in resumed.log if "val_srocc" in e] == [e for e in whole.log if "val_srocc" in e]
     assert resumed.selection.summary() == whole.selection.summary()
+
+
+def test_a_checkpoint_without_a_selection_from_an_older_piaa_is_refused_with_its_directory(tmp_path):
+    with pytest.raises(Killed):
+        _toy_run(tmp_path, on_step=_kill_at(3))
+    index = json.loads((tmp_path / INDEX).read_text())
+    del index["selected_step"]  # what a checkpoint written before the one-SE selection holds
+    (tmp_path / INDEX).write_text(json.dumps(index))
+    with pytest.raises(RunError, match=f"{tmp_path} holds a checkpoint of an older piaa"):
+        _toy_run(tmp_path)
