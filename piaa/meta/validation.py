@@ -75,8 +75,8 @@ def _mean_over_shots(per_shot: list[np.ndarray | None]) -> np.ndarray:
 
 
 class Validator:
-    """`per_shot(meta, lr)`: mean validation SROCC per shot count; `per_rater`: each rater's own mean
-    (the units of the one-SE rule's standard error); calling it: each rater's mean over shots."""
+    """`per_rater(meta, lr)`: per shot count, each validation rater's own mean SROCC (the units of the
+    one-SE rule's standard error); calling it: each rater's mean over shot counts."""
 
     def __init__(self, module: torch.nn.Module, buffers: Params, groups: list[EpisodeGroup], adapt: Adapt, seed: int):
         self.module, self.buffers, self.groups, self.adapt, self.seed = module, buffers, groups, adapt, seed
@@ -93,14 +93,6 @@ class Validator:
                 self.module.train()
             values = np.array([srocc(pred[i, : len(y)], y) for i, y in enumerate(g.yq)], dtype=np.float64)
             out[g.shots] = (np.where(np.isfinite(values), values, np.nan), g.rater)
-        return out
-
-    def per_shot(self, meta: Meta, lr: float | None = None) -> dict[int, float]:
-        out = {}
-        for k, (values, _) in self._episode_sroccs(meta, lr).items():
-            finite = values[np.isfinite(values)]
-            if finite.size:
-                out[k] = float(np.mean(finite))
         return out
 
     def per_rater(self, meta: Meta, lr: float | None = None) -> dict[int, np.ndarray]:
