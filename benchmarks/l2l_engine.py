@@ -65,7 +65,7 @@ def demo_runs(methods: list[str]) -> str:
         "Full meta-training on the demo with each engine (seed 0, preset defaults otherwise), then `piaa evaluate`'s "
         "protocol (30 test raters × {10, 100} shots × 10 repeats). `val choices` are the adaptation step sizes "
         "chosen per shot count on the validation raters; `best step` is the meta-step model selection kept "
-        "(0: the pretrained prior); `val SROCC by step` is every validation of the run (early stopping: patience 3).",
+        "(one-SE rule; 0: the pretrained prior); `val SROCC by step` is every validation of the run (early stopping: patience 3).",
         "",
         "| method | engine | meta-train (s) | val SROCC by step | best step | val choices (shots: lr) | SROCC@10 | SROCC@100 |",
         "|---|---|---:|---|---:|---|---:|---:|",
@@ -77,7 +77,7 @@ def demo_runs(methods: list[str]) -> str:
             method.fit(data.without("test"), seed=0)
             fit_s = time.perf_counter() - start
             vals = [e for e in method.fit_log if "val_srocc" in e and "step" in e]
-            best = max(vals, key=lambda e: (e["val_srocc"], -e["step"]))["step"] if vals else 0
+            best = next((e["selected_step"] for e in method.fit_log if "selected_step" in e), 0)  # the one-SE rule's choice
             choices = ", ".join(f"{k}: {v:g}" for k, v in sorted(method.adapt_lrs.items()))
             summary = evaluate(method, data, shots=[10, 100], repeats=10, seed=0).summary.set_index("shots")
             trajectory = ", ".join(f"{e['step']}: {e['val_srocc']:.4f}" for e in vals)

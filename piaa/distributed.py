@@ -145,18 +145,23 @@ def weighted_sum(tensors: Mapping[str, torch.Tensor], weight: float, group: Grou
     return out
 
 
-def broadcast_float(value: float | None, group: Group) -> float:
-    """Rank 0's value on every rank."""
+def broadcast_floats(values: Any, group: Group) -> Any:
+    """Rank 0's 1-D float array (or number, as an array of one) on every rank, as a numpy array."""
+    import numpy as np
     import torch
 
     if not group.active:
-        return float(value)  # type: ignore[arg-type]
+        return np.atleast_1d(np.asarray(values, dtype=np.float64))
     import torch.distributed as dist
 
-    t = torch.tensor([float(value) if group.is_main else 0.0], dtype=torch.float64)
-    t = t.to(_device_for_collectives(t))
-    dist.broadcast(t, src=0)
-    return float(t.item())
+    data = torch.from_numpy(np.atleast_1d(np.asarray(values, dtype=np.float64)).copy()) if group.is_main else torch.zeros(0, dtype=torch.float64)
+    size = torch.tensor([data.numel()], dtype=torch.int64)
+    size = size.to(_device_for_collectives(size))
+    dist.broadcast(size, src=0)
+    buf = data if group.is_main else torch.zeros(int(size.item()), dtype=torch.float64)
+    buf = buf.to(_device_for_collectives(buf))
+    dist.broadcast(buf, src=0)
+    return buf.cpu().numpy()
 
 
 def broadcast_text(text: str | None, group: Group) -> str:
@@ -261,10 +266,10 @@ def agree(value: int, what: str, group: Group) -> None:
                           "(put the data, --out and its checkpoints on a filesystem all machines share)")
 
 
-def main_computes(fn: Callable[..., float], group: Group | None = None) -> Callable[..., float]:
-    """`fn` evaluated on rank 0 only and its float result broadcast (validation scores drive model
-    selection and early stopping, so every rank must see the same number). Attributes of `fn` stay
-    reachable."""
+def main_computes(fn: Callable[..., Any], group: Group | None = None) -> Callable[..., Any]:
+    """`fn` evaluated on rank 0 only and its result (a number or a 1-D float array, e.g. validation
+    SROCC per rater) broadcast as a numpy array (validation scores drive model selection and early
+    stopping, so every rank must see the same numbers). Attributes of `fn` stay reachable."""
     group = group or current()
     if not group.active:
         return fn
@@ -274,6 +279,6 @@ def main_computes(fn: Callable[..., float], group: Group | None = None) -> Calla
             return getattr(fn, name)
 
         def __call__(self, *args: Any, **kwargs: Any) -> float:
-            return broadcast_float(fn(*args, **kwargs) if group.is_main else None, group)
+            return broadcast_floats(fn(*args, **kwargs) if group.is_main else None, group)
 
     return _MainOnly()

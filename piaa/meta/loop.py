@@ -3,7 +3,9 @@
 Every random draw of meta-step `s` (which tasks, which rows, dropout masks) is derived from
 (seed, s), so a run resumed from the checkpoint at step `s` continues exactly as the uninterrupted
 run would have: same batches, same masks, same weights at the end. The outer step is a stock
-`torch.optim` optimiser over the flattened meta-parameters.
+`torch.optim` optimiser over the flattened meta-parameters. Model selection and early stopping
+follow the one-SE rule over validation raters (`piaa.meta.selection`); the checkpoints it can still
+choose are part of the state, so a resumed run chooses and stops as the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -14,24 +16,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from piaa import distributed
 from piaa.errors import RunError
 from piaa.meta.checkpoint import load_checkpoint, save_checkpoint
 from piaa.meta.core import Meta, MetaStep, Params, TaskBatch, clone, flatten, unflatten
+from piaa.meta.one_se import mean_score
+from piaa.meta.selection import CheckpointSelection
 from piaa.progress import progress_bar
 from piaa.seeding import derive_seed
 
 Sample = Callable[[int], TaskBatch]  # meta-step -> that step's task batch (deterministic in the step)
 MakeOuter = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
+Score = Callable[[Meta], Any]  # meta-parameters -> validation score per rater (higher is better), or one number
 
 
 @dataclass(frozen=True)
 class LoopSpec:
     meta_steps: int
     val_every: int = 100
-    patience: int = 0  # validations without improvement before stopping (0: never stop early)
+    patience: int = 0  # validations without a change of the selected checkpoint before stopping (0: never stop early)
     min_steps: int = 0  # never stop early before this many meta-steps (slow starters)
     checkpoint_every: int = 100
     carry_inner_state: bool = False  # feed each step's inner state into the next (BLG-PIAA)
@@ -43,11 +49,9 @@ class TrainState:
 
     meta: Meta
     optimizer: torch.optim.Optimizer
-    best: Meta
+    selection: CheckpointSelection = field(default_factory=CheckpointSelection)
     step: int = 0
-    best_step: int = 0
-    best_score: float = -math.inf
-    since_best: int = 0
+    since_best: int = 0  # validations since the selected checkpoint last changed
     done: bool = False
     inner_state: dict | None = None
     log: list[dict[str, Any]] = field(default_factory=list)
@@ -55,18 +59,31 @@ class TrainState:
     @classmethod
     def start(cls, meta: Meta, make_outer: MakeOuter) -> "TrainState":
         meta = {g: {k: v.detach().clone().requires_grad_(True) for k, v in p.items()} for g, p in meta.items()}
-        return cls(meta=meta, optimizer=make_outer(list(flatten(meta).values())), best=clone(meta))
+        return cls(meta=meta, optimizer=make_outer(list(flatten(meta).values())))
+
+    @property
+    def best(self) -> Meta:
+        """The selected prior (the current weights before the first validation)."""
+        return self.selection.best if self.selection.selected is not None else clone(self.meta)
+
+    @property
+    def best_step(self) -> int:
+        return self.selection.selected if self.selection.selected is not None else self.step
+
+    @property
+    def best_score(self) -> float:
+        """Mean validation score of the selected checkpoint (-inf when there is none)."""
+        return mean_score(self.selection.scores[self.best_step]) if self.selection.selected is not None else -math.inf
 
     # -- checkpoint ------------------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
-        tree: dict[str, Any] = {"meta": self.meta, "best": self.best, "outer": _optimizer_tensors(self.optimizer, list(flatten(self.meta)))}
+        tree: dict[str, Any] = {"meta": self.meta, "candidates": self.selection.tensors(), "outer": _optimizer_tensors(self.optimizer, list(flatten(self.meta)))}
         if self.inner_state is not None:
             tree["inner"] = {k: v for k, v in self.inner_state.items() if isinstance(v, dict)}
         return flatten(tree)
 
     def info(self) -> dict[str, Any]:
-        return {"log": self.log, "done": self.done, "since_best": self.since_best, "best_step": self.best_step,
-                "best_score": None if self.best_score == -math.inf else self.best_score,
+        return {"log": self.log, "done": self.done, "since_best": self.since_best, **self.selection.info(),
                 "inner_t": None if self.inner_state is None else self.inner_state["t"]}
 
     def restore(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
@@ -75,11 +92,10 @@ class TrainState:
             for g, p in self.meta.items():
                 for k, v in p.items():
                     v.copy_(tree["meta"][g][k])
-        self.best = tree["best"]
+        self.selection.restore(tree.get("candidates", {}), info)
         _load_optimizer_tensors(self.optimizer, list(flatten(self.meta)), tree.get("outer", {}))
         self.step, self.log, self.done = int(info["step"]), list(info["log"]), bool(info["done"])
-        self.since_best, self.best_step = int(info["since_best"]), int(info["best_step"])
-        self.best_score = -math.inf if info["best_score"] is None else float(info["best_score"])
+        self.since_best = int(info["since_best"])
         if info["inner_t"] is not None:
             self.inner_state = {"t": int(info["inner_t"]), **tree.get("inner", {})}
         self.log.append({"resumed_at_step": self.step})
@@ -112,6 +128,8 @@ def resume(state: TrainState, checkpoint_dir: Path | None, fingerprint: str) -> 
     tensors, info = found
     if info.get("fingerprint") != fingerprint:
         raise RunError(f"{checkpoint_dir} holds a checkpoint of a different configuration, seed or dataset (delete it to start over)")
+    if "selected_step" not in info:
+        raise RunError(f"{checkpoint_dir} holds a checkpoint of an older piaa, without one-SE checkpoint selection (delete it to start over)")
     state.restore(tensors, info)
     return True
 
@@ -137,17 +155,19 @@ def meta_step(state: TrainState, meta_gradient: Callable[..., MetaStep], buffers
     return result
 
 
-def validate(state: TrainState, score: Callable[[Meta], float] | None) -> None:
-    """Score the current meta-parameters; keep them as the best if they beat every earlier score."""
+def validate(state: TrainState, score: Score | None) -> None:
+    """Score the current meta-parameters per validation rater and let the one-SE rule
+    (`piaa.meta.selection`) select among the checkpoints; patience counts validations that leave
+    the selection unchanged."""
     if score is None:
-        state.best, state.best_step, state.since_best = clone(state.meta), state.step, 0
+        state.selection.keep_latest(state.step, state.meta)
+        state.since_best = 0
         return
-    value = float(score(state.meta))
-    state.log.append({"step": state.step, "val_srocc": value})
-    if value > state.best_score + 1e-6:
-        state.best, state.best_step, state.best_score, state.since_best = clone(state.meta), state.step, value, 0
-    else:
-        state.since_best += 1
+    scores = np.atleast_1d(np.asarray(score(state.meta), dtype=np.float64))
+    changed = state.selection.add(state.step, state.meta, scores)
+    value = mean_score(scores)
+    state.log.append({"step": state.step, "val_srocc": value if math.isfinite(value) else None, "selected_so_far": state.selection.selected})
+    state.since_best = 0 if changed else state.since_best + 1
 
 
 def run_meta_training(
@@ -158,7 +178,7 @@ def run_meta_training(
     *,
     buffers: Params | None = None,
     seed: int = 0,
-    score: Callable[[Meta], float] | None = None,
+    score: Score | None = None,
     checkpoint_dir: Path | None = None,
     fingerprint: str = "",
     progress: bool = False,
@@ -166,8 +186,10 @@ def run_meta_training(
 ) -> TrainState:
     """Meta-train `state` to `spec.meta_steps` (or early stop); `state.best` is the selected prior.
 
-    `score` (higher is better, e.g. validation SROCC) drives model selection and early stopping; the
-    starting point competes too. With `checkpoint_dir`, a checkpoint of the same `fingerprint` is resumed.
+    `score` (higher is better, e.g. validation SROCC per validation rater) drives model selection
+    and early stopping by the one-SE rule; the starting point competes too. A score of one number
+    makes the rule a plain argmax (ties: the earlier step). With `checkpoint_dir`, a checkpoint of
+    the same `fingerprint` is resumed.
     """
     buffers = dict(buffers or {})
     resumed = resume(state, checkpoint_dir, fingerprint)

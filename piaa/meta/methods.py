@@ -36,7 +36,8 @@ from piaa.meta.metasgd import MetaSGD
 from piaa.meta.model import ScoreHead, denormalise, normalise
 from piaa.meta.reptile import Reptile
 from piaa.meta.tasks import TaskPool
-from piaa.meta.validation import Validator, episode_groups, paired_se
+from piaa.meta.one_se import one_se_choice
+from piaa.meta.validation import Validator, episode_groups
 from piaa.method import Method, MethodConfig, UserModel
 from piaa.nn import as_tensor
 from piaa.registry import register_method
@@ -271,13 +272,14 @@ class MetaLearnedHead(Method):
 
     def _keep_step0_unless_beaten(self, validator: Validator, start: Meta, entries: list[dict]) -> list[dict]:
         """The final check of model selection, at the step sizes test-time adaptation will use (each
-        prior with its own, chosen by the one-SE rule): the meta-trained prior is kept only if its
-        validation SROCC beats the step-0 prior's by more than one paired standard error over
-        validation raters; otherwise the step-0 prior (and its step sizes) is the answer."""
+        prior with its own, chosen by the one-SE rule): the same one-SE rule as checkpoint selection
+        between step 0 and the selected step, so the meta-trained prior is kept only if its validation
+        SROCC beats the step-0 prior's by more than one paired standard error over validation raters;
+        otherwise the step-0 prior (and its step sizes) is the answer."""
         lrs0, entries0 = validator.choose_step_sizes(start, tuple(self.config.adapt_lr_grid))
         trained, step0 = validator.tuned_per_rater(self.meta, self.adapt_lrs), validator.tuned_per_rater(start, lrs0)
-        gain, se = float(np.nanmean(trained - step0)), paired_se(trained, step0)
-        keep = gain > se
+        choice = one_se_choice({0: step0, 1: trained})
+        gain, se, keep = choice.mean[1] - choice.mean[0], max(choice.se.values()), choice.chosen == 1  # the best's own se is 0
         selection = next(e for e in reversed(self.fit_log) if "selected_step" in e)
         selection.update({"val_srocc_step0_tuned": round(float(np.nanmean(step0)), 6), "val_srocc_selected_tuned": round(float(np.nanmean(trained)), 6),
                           "tuned_gain": round(gain, 6), "tuned_gain_se": round(se, 6), "kept_meta_trained": bool(keep)})
@@ -290,10 +292,11 @@ class MetaLearnedHead(Method):
 
     @staticmethod
     def _selection_entry(state: TrainState) -> dict[str, Any]:
-        """Validation SROCC at meta-step 0 and at the selected step: did meta-training help?"""
+        """Validation SROCC at meta-step 0 and at the selected step (did meta-training help?), and the
+        argmax step the one-SE rule did not choose."""
         scores = {e["step"]: e["val_srocc"] for e in state.log if "val_srocc" in e}
         return {"selected_step": state.best_step, "val_srocc_step0": scores.get(0),
-                "val_srocc_selected": scores.get(state.best_step), "meta_steps_run": state.step}
+                "val_srocc_selected": scores.get(state.best_step), **state.selection.summary(), "meta_steps_run": state.step}
 
     def adapt_lr_for(self, shots: int) -> float:
         """The step size chosen on validation raters for the nearest shot count (log scale)."""

@@ -1,10 +1,9 @@
 """Validation on held-out train raters: mean SROCC after test-time adaptation, for model selection,
 early stopping and choosing the test-time step size (never test raters).
 
-The step size follows the one-standard-error rule: validation scores of neighbouring step sizes are
-often tied within rater-to-rater noise, and a plain argmax then flips on any tiny change (another
-engine's rounding, another seed); the smallest step within one standard error of the best is the
-most conservative choice the validation raters cannot tell from the best.
+The step size follows the one-standard-error rule (`piaa.meta.one_se`): the smallest step within
+one paired standard error of the best is the most conservative choice the validation raters cannot
+tell from the best.
 
 The support sets of one shot count are adapted together (stacked per-episode parameters, the
 functional core's inner loop); query sets are padded to one shape and trimmed again before scoring.
@@ -12,6 +11,7 @@ functional core's inner loop); query sets are padded to one shape and trimmed ag
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,6 +20,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from piaa.meta.core import Meta, Params
+from piaa.meta.one_se import one_se_choice
 from piaa.metrics import srocc
 from piaa.seeding import derive_seed
 from piaa.tasks.sampling import MIN_QUERY, draw_support
@@ -60,40 +61,22 @@ def episode_groups(features, raters, shots: tuple[int, ...], repeats: int, seed:
     return groups
 
 
-def paired_se(best: np.ndarray, other: np.ndarray) -> float:
-    """Standard error of the mean per-rater difference between two candidates (step sizes, or priors)
-    scored on the same raters (pairing removes what both share: how predictable each rater is)."""
-    d = best - other
-    d = d[np.isfinite(d)]
-    return float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) >= 2 else 0.0
-
-
-@dataclass
-class StepChoice:
-    chosen: float  # the smallest step size within one standard error of the best
-    best: float  # the plain argmax (ties: the smaller step)
-    mean: dict[float, float]  # mean validation SROCC over raters, per step size
-    se: dict[float, float]  # paired standard error of (best − this step size), per step size
-
-
-def one_se_choice(per_rater: dict[float, np.ndarray]) -> StepChoice:
-    """The one-standard-error rule (Breiman et al. 1984; Hastie et al., ESL §7.10) over validation
-    raters: among step sizes whose mean SROCC is within one paired standard error of the best's, the
-    smallest. `per_rater` maps step size -> SROCC per rater (the same raters in the same order, NaN
-    where undefined)."""
-    mean = {lr: float(np.nanmean(v)) for lr, v in per_rater.items() if np.isfinite(v).any()}
-    best = max(mean, key=lambda lr: (mean[lr], -lr))
-    se = {lr: paired_se(per_rater[best], per_rater[lr]) for lr in mean}
-    chosen = min(lr for lr in mean if mean[best] - mean[lr] <= se[lr])
-    return StepChoice(chosen, best, mean, se)
-
-
 RULE = "one-SE: the smallest step size whose mean validation SROCC is within one paired standard error (over validation raters) of the best"
 
 
+def _mean_over_shots(per_shot: list[np.ndarray | None]) -> np.ndarray:
+    """Per rater, the mean over the shot counts where the rater has a score (NaN where it has none)."""
+    per = [v for v in per_shot if v is not None]
+    if not per:
+        return np.array([])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a rater without any score: NaN
+        return np.nanmean(np.stack(per), axis=0)
+
+
 class Validator:
-    """`per_shot(meta, lr)`: mean validation SROCC per shot count; `per_rater`: each rater's own mean
-    (the units of the step-size rule's standard error); calling it: the mean over shots."""
+    """`per_rater(meta, lr)`: per shot count, each validation rater's own mean SROCC (the units of the
+    one-SE rule's standard error); calling it: each rater's mean over shot counts."""
 
     def __init__(self, module: torch.nn.Module, buffers: Params, groups: list[EpisodeGroup], adapt: Adapt, seed: int):
         self.module, self.buffers, self.groups, self.adapt, self.seed = module, buffers, groups, adapt, seed
@@ -110,14 +93,6 @@ class Validator:
                 self.module.train()
             values = np.array([srocc(pred[i, : len(y)], y) for i, y in enumerate(g.yq)], dtype=np.float64)
             out[g.shots] = (np.where(np.isfinite(values), values, np.nan), g.rater)
-        return out
-
-    def per_shot(self, meta: Meta, lr: float | None = None) -> dict[int, float]:
-        out = {}
-        for k, (values, _) in self._episode_sroccs(meta, lr).items():
-            finite = values[np.isfinite(values)]
-            if finite.size:
-                out[k] = float(np.mean(finite))
         return out
 
     def per_rater(self, meta: Meta, lr: float | None = None) -> dict[int, np.ndarray]:
@@ -138,16 +113,12 @@ class Validator:
     def tuned_per_rater(self, meta: Meta, lrs: dict[int, float]) -> np.ndarray:
         """Each validation rater's SROCC averaged over shot counts, every shot count adapted with its
         own step size `lrs[shots]` (what test-time adaptation will use)."""
-        per = [self.per_rater(meta, lr).get(k) for k, lr in lrs.items()]
-        per = [v for v in per if v is not None]
-        if not per:
-            return np.array([])
-        with np.errstate(all="ignore"):
-            return np.nanmean(np.stack(per), axis=0) if len(per) > 1 else per[0]
+        return _mean_over_shots([self.per_rater(meta, lr).get(k) for k, lr in lrs.items()])
 
-    def __call__(self, meta: Meta) -> float:
-        scores = self.per_shot(meta)
-        return float(np.mean(list(scores.values()))) if scores else 0.0
+    def __call__(self, meta: Meta) -> np.ndarray:
+        """Each validation rater's SROCC averaged over shot counts at the configured step size: the
+        checkpoint rule's scores (`piaa.meta.selection`), paired over the same raters and draws."""
+        return _mean_over_shots(list(self.per_rater(meta).values()))
 
     def choose_step_sizes(self, meta: Meta, grid: tuple[float, ...], max_extensions: int = 2) -> tuple[dict[int, float], list[dict]]:
         """Per shot count, the test-time step size by the one-SE rule (`one_se_choice`) on validation raters.

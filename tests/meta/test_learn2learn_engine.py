@@ -67,38 +67,62 @@ def test_learn2learn_engine_trains_to_the_default_engines_weights(small, name):
         [e["query_loss"] for e in default_method.fit_log if "query_loss" in e], abs=1e-5)
 
 
-@pytest.mark.vision
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue 13): with the one-SE step-size rule both engines choose the same step sizes (0.3 at 10 "
-    "shots, 1.0 at 100), but their validation curves part after ~400 meta-steps (rounding) and model selection "
-    "on the noisy curve keeps step 1000 (default) against 500 (learn2learn, early-stopped at 800): test SROCC "
-    "at 10 shots 0.562 against 0.540; strict, so a fix shows up",
-)
-def test_full_maml_on_the_demo_learn2learn_matches_the_default_engine():
-    """The issue's check: `meta-train --method maml` on the demo with each engine: the same validation
-    choices and test SROCC within 0.005 at 10 and 100 shots. Preset defaults except dropout, which is
-    off: each engine draws its own dropout masks, and over the preset's 1,000 meta-steps those
-    different draws alone move the step-size choice (measured: 0.3 against 1.0 at 10 shots under a
-    plain argmax; the one-SE rule made the choices agree, the weights still drift apart)."""
+@pytest.fixture(scope="module")
+def full_demo_runs():
+    """`meta-train --method maml` on the demo with each engine, then the protocol at 10 and 100 shots
+    (a few minutes each). Preset defaults except dropout, which is off: each engine draws its own
+    dropout masks, and over the preset's 1,000 meta-steps those different draws alone move the
+    step-size choice (measured: 0.3 against 1.0 at 10 shots under a plain argmax)."""
     pytest.importorskip("learn2learn", reason="needs learn2learn in the vision venv: make install-learn2learn")
     from piaa.runs import resolve_data
 
     data, _ = resolve_data(None)
-    results = {}
+    runs = {}
     for engine in ("batched", "learn2learn"):
         method = create_method("maml", engine=engine, dropout=0.0).fit(data.without("test"), seed=0)
         summary = evaluate(method, data, shots=[10, 100], repeats=10, seed=0).summary.set_index("shots")
-        validations = {e["step"]: e["val_srocc"] for e in method.fit_log if "val_srocc" in e and "step" in e}
-        choices = [{k: e[k] for k in ("adapt_lr_for_shots", "adapt_lr", "best_adapt_lr", "se_vs_best", "val_srocc_by_lr")}
-                   for e in method.fit_log if "adapt_lr_for_shots" in e]
-        results[engine] = (dict(method.adapt_lrs), summary["srocc_mean"].to_dict(), validations, choices)
-    (lrs_l2l, test_l2l, val_l2l, why_l2l), (lrs_default, test_default, val_default, why_default) = results["learn2learn"], results["batched"]
-    assert lrs_l2l == lrs_default, (why_l2l, why_default)
+        runs[engine] = {
+            "lrs": dict(method.adapt_lrs), "test": summary["srocc_mean"].to_dict(),
+            "validations": {e["step"]: e["val_srocc"] for e in method.fit_log if "val_srocc" in e and "step" in e},
+            "selection": next(e for e in method.fit_log if "selected_step" in e),
+            "step_sizes": [{k: e[k] for k in ("adapt_lr_for_shots", "adapt_lr", "best_adapt_lr", "se_vs_best", "val_srocc_by_lr")}
+                           for e in method.fit_log if "adapt_lr_for_shots" in e],
+        }
+    for engine, run in runs.items():  # the figures docs/learn2learn.md quotes (shown with pytest -rP)
+        sel = run["selection"]
+        print(f"{engine}: step sizes {run['lrs']}, selected step {sel['selected_step']} (val {sel['val_srocc_selected']:.4f}), "
+              f"argmax {sel.get('argmax_step')} (val {sel.get('val_srocc_argmax') or float('nan'):.4f}, SE {sel.get('se_argmax_vs_selected')}), "
+              f"stopped at {sel['meta_steps_run']}, test SROCC@10 {run['test'][10]:.4f} @100 {run['test'][100]:.4f}, "
+              f"val by step {', '.join(f'{k}: {v:.4f}' for k, v in run['validations'].items())}")
+    return runs
+
+
+@pytest.mark.vision
+@pytest.mark.slow
+def test_full_maml_on_the_demo_learn2learn_matches_the_default_engine(full_demo_runs):
+    """The issue's check: the same validation choices (step sizes, selected meta-step, when early
+    stopping ends the run) and test SROCC within 0.005 at 10 and 100 shots."""
+    l2l, default = full_demo_runs["learn2learn"], full_demo_runs["batched"]
+    assert l2l["lrs"] == default["lrs"], (l2l["step_sizes"], default["step_sizes"])
+    for key in ("selected_step", "meta_steps_run", "kept_meta_trained"):
+        assert l2l["selection"][key] == default["selection"][key], (l2l["selection"], default["selection"])
+    assert l2l["validations"].keys() == default["validations"].keys() and len(default["validations"]) >= 2
     for k in (10, 100):
-        assert np.isfinite(test_default[k]) and abs(test_l2l[k] - test_default[k]) < 0.005
-    # the meta-trained weights themselves (not only the selected prior) validate alike at every check
-    assert val_l2l.keys() == val_default.keys() and len(val_default) >= 2
-    for step, score in val_default.items():
-        assert abs(val_l2l[step] - score) < 0.005, step
+        assert np.isfinite(default["test"][k]) and abs(l2l["test"][k] - default["test"][k]) < 0.005, (l2l["test"], default["test"])
+
+
+@pytest.mark.vision
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (issue 13): the two engines' weights drift apart by float rounding over the meta-steps, so a "
+    "validation check after the selected step parts by more than 0.005 (measured: 0.6284 against 0.6347 at "
+    "step 700; 0.0041 at the selected step 500); strict, so agreement shows up",
+)
+def test_full_maml_on_the_demo_both_engines_validate_alike_at_every_check(full_demo_runs):
+    """Beyond the issue's check: the meta-trained weights themselves (not only the selected prior)
+    validate within 0.005 at every check."""
+    l2l, default = full_demo_runs["learn2learn"]["validations"], full_demo_runs["batched"]["validations"]
+    assert l2l.keys() == default.keys() and len(default) >= 2
+    for step, score in default.items():
+        assert abs(l2l[step] - score) < 0.005, (step, l2l, default)

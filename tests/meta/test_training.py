@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from piaa.protocol import evaluate
 from piaa.registry import create_method, list_methods
 from piaa.meta.checkpoint import INDEX, load_checkpoint
-from piaa.meta.validation import Validator, one_se_choice
+from piaa.meta.one_se import one_se_choice
+from piaa.meta.validation import Validator
 
 # A few seconds of meta-training on the small dataset.
 QUICK = dict(hidden=(16, 8), pretrain_epochs=3, meta_steps=12, val_every=4, checkpoint_every=4, patience=0,
@@ -240,12 +241,16 @@ def test_step_size_choice_logs_the_rule_the_se_and_the_argmax_it_did_not_take():
     assert chosen == {10: 1.0} and log[0]["se_vs_best"] == 0.0
 
 
-def test_every_preset_logs_validation_at_step_zero_and_at_the_selected_step(small):
+def test_every_preset_logs_validation_at_step_zero_the_selected_step_and_the_argmax_it_did_not_take(small):
     method = _quick("anil").fit(small.without("test"), seed=0)
     entry = next(e for e in method.fit_log if "selected_step" in e)
     scores = {e["step"]: e["val_srocc"] for e in method.fit_log if "val_srocc" in e and "step" in e}
     assert entry["val_srocc_step0"] == scores[0]
-    assert entry["val_srocc_selected"] == max(scores.values()) == scores[entry["selected_step"]]
+    assert entry["val_srocc_selected"] == scores[entry["selected_step"]]
+    assert entry["val_srocc_argmax"] == max(scores.values()) == scores[entry["argmax_step"]]
+    assert entry["selected_step"] <= entry["argmax_step"] and entry["rule"].startswith("one-SE")
+    # an earlier step is kept only when the argmax's lead is within one paired standard error
+    assert entry["val_srocc_argmax"] - entry["val_srocc_selected"] <= entry["se_argmax_vs_selected"]
 
 
 class _PriorComparingValidator:
