@@ -169,14 +169,23 @@ class Layout:
         return {k: (v.transpose(-1, -2) if k in self.weights else v.squeeze(-2) if k in self.biases else v) for k, v in params.items()}
 
 
+def layout_of(module: nn.Module) -> Layout:
+    """The module's `Layout`, built once per module (like its stacked forward)."""
+    if module not in _LAYOUT_CACHE:
+        _LAYOUT_CACHE[module] = Layout(module)
+    return _LAYOUT_CACHE[module]
+
+
 def _matmul_linears(module: nn.Module, prefix: str = "") -> tuple[list[str], list[str]]:
     """Weight and bias names of the Linear layers `stacked_forward` runs as batched matmuls: reached
     through Sequential, or through a module with its own `stacked_forward` that declares
     ``stacked_forward_via_rule = True`` (its parameters reach the forward only through `rule`)."""
-    if isinstance(module, nn.Linear):
+    if hasattr(module, "stacked_forward"):  # checked first, as `stacked_forward` does
+        if not getattr(module, "stacked_forward_via_rule", False):
+            return [], []
+    elif isinstance(module, nn.Linear):
         return [prefix + "weight"], ([prefix + "bias"] if module.bias is not None else [])
-    opaque = hasattr(module, "stacked_forward") and not getattr(module, "stacked_forward_via_rule", False)
-    if opaque or not (isinstance(module, nn.Sequential) or hasattr(module, "stacked_forward")):
+    elif not isinstance(module, nn.Sequential):
         return [], []
     weights, biases = [], []
     for name, sub in module.named_children():
@@ -189,6 +198,7 @@ def _matmul_linears(module: nn.Module, prefix: str = "") -> tuple[list[str], lis
 # Layers applied element-wise (or row-wise): the same call works on a leading task axis.
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Identity, nn.Dropout)
 _FORWARD_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()  # module -> layout keys -> forward
+_LAYOUT_CACHE: "weakref.WeakKeyDictionary[nn.Module, Layout]" = weakref.WeakKeyDictionary()
 _DIRECT = {nn.ReLU: torch.relu, nn.Tanh: torch.tanh, nn.Sigmoid: torch.sigmoid, nn.Identity: lambda x: x}
 Forward = Callable[[Params, torch.Tensor], torch.Tensor]
 

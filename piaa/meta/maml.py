@@ -14,7 +14,7 @@ from typing import Collection
 
 import torch
 
-from piaa.meta.core import Layout, Loss, Meta, MetaStep, Params, TaskBatch, check_functional, inner_loop, leaves, task_losses, weighted_mse
+from piaa.meta.core import Loss, Meta, MetaStep, Params, TaskBatch, check_functional, inner_loop, layout_of, leaves, task_losses, weighted_mse
 from piaa.meta.inner import InnerOptimizer
 
 
@@ -41,19 +41,13 @@ class MAML:
             raise ValueError(f"adapt names parameters the module does not have: {sorted(unknown)}")
         return [k for k in params if k in self.adapt]
 
-    def _layout(self) -> Layout:
-        """The inner loop's parameter layout (built once: the module's structure does not change)."""
-        if getattr(self, "_layout_cache", None) is None:
-            self._layout_cache = Layout(self.module)
-        return self._layout_cache
-
     def meta_gradient(self, meta: Meta, buffers: Params, batch: TaskBatch, inner_state: dict | None = None) -> MetaStep:
         """Mean meta-gradient over the batch's tasks (the inner state is not carried: None in, None out)."""
         meta = leaves(meta)
         params, lrs = meta["params"], meta.get("lrs")
         names = self.adapted_names(params)
         shared = {k: v for k, v in params.items() if k not in names}
-        layout = self._layout()
+        layout = layout_of(self.module)
         losses = task_losses(self.module, buffers, self.loss, shared, layout)
         fast = layout.stack({k: params[k] for k in names}, len(batch))
         if lrs is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from piaa.meta.core import Layout, Loss, Meta, MetaStep, Params, TaskBatch, check_functional, inner_loop, task_losses, weighted_mse
+from piaa.meta.core import Loss, Meta, MetaStep, Params, TaskBatch, check_functional, inner_loop, layout_of, task_losses, weighted_mse
 from piaa.meta.inner import InnerOptimizer
 
 
@@ -31,17 +31,11 @@ class Reptile:
     def init_meta(self, params: Params) -> Meta:
         return {"params": dict(params)}
 
-    def _layout(self) -> Layout:
-        """The inner loop's parameter layout (built once: the module's structure does not change)."""
-        if getattr(self, "_layout_cache", None) is None:
-            self._layout_cache = Layout(self.module)
-        return self._layout_cache
-
     def meta_gradient(self, meta: Meta, buffers: Params, batch: TaskBatch, inner_state: dict | None = None) -> MetaStep:
         """θ − mean θ' over the batch; the returned inner state is the tasks' mean final state."""
         params = meta["params"]
         n = len(batch)
-        layout = self._layout()
+        layout = layout_of(self.module)
         state = inner_state if inner_state is not None else self.inner.init(params)
         state = {k: ({m: t.expand(n, *t.shape) for m, t in layout.to_layout({m: t.detach() for m, t in v.items()}).items()}
                      if isinstance(v, dict) else v) for k, v in state.items()}

@@ -85,3 +85,13 @@ def test_matmul_layout_gives_the_meta_gradient_of_the_modules_own_forward(name):
             for k, t in ours.inner_state[m].items():
                 assert t.shape == theta[k].shape and t.is_contiguous()
                 torch.testing.assert_close(t, ref.inner_state[m][f"head.{k}"], rtol=0, atol=1e-14)
+
+
+def test_a_module_with_its_own_stacked_forward_keeps_the_module_layout_unless_it_opts_in():
+    class OwnLinear(nn.Linear):
+        def stacked_forward(self, params, x, prefix, rule):
+            return torch.baddbmm(params[prefix + "bias"].unsqueeze(1), x, params[prefix + "weight"].transpose(1, 2))
+
+    assert Layout(nn.Sequential(OwnLinear(3, 2), nn.ReLU(), nn.Linear(2, 1))).keys == {"2.weight", "2.bias"}
+    assert Layout(nn.Sequential(nn.Linear(3, 2), nn.Flatten(0))).keys == set()  # not run as matmuls at all
+    assert Layout(_head()).biases == {"body.0.bias", "body.2.bias", "body.4.bias"}  # ScoreHead opts in
