@@ -4,20 +4,25 @@ achieved GFLOP/s beside the machine's measured matmul peak. (What the presets re
 benchmarks/meta_presets.py.)
 
     python benchmarks/meta_train.py --threads 1   # writes its sections of docs/benchmarks.md
+                                                  # (run where learn2learn is installed, e.g. the vision
+                                                  # env, to fill the learn2learn column)
     python benchmarks/meta_train.py --quick       # fewer repetitions, print only
 
 Throughput is tasks per second of meta-gradient computation (inner loop + meta-gradient, no outer
 update) on the same model, batch, inner optimiser, steps and order. Competing implementations are
-timed interleaved (A, B, A, B, ...) and each keeps its best time, so a busy machine slows both alike
-and the ratio is measured in one run. FLOPs are counted by `torch.utils.flop_counter` (matrix
-products of forward, backward and double backward) on one call.
+timed interleaved (A, B, A, B, ...) and each keeps its best CPU time (`time.process_time`: on a
+shared machine, wall time mostly measures the scheduler), so load hits both alike and the ratio is
+measured in one run. FLOPs are counted by `torch.utils.flop_counter` (matrix products of forward,
+backward and double backward) on one call; the matmul peak is timed the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import higher
@@ -27,7 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _meta_setup import best_time, best_times, demo_meta_batch  # noqa: E402
 from _report import write_section  # noqa: E402
 
+from piaa.errors import PiaaError  # noqa: E402
 from piaa.meta import MAML, InnerAdam, InnerSGD, Reptile, weighted_mse  # noqa: E402
+from piaa.meta.engines import meta_gradient_fn  # noqa: E402
+
+CLOCK = time.process_time
+ROUNDS = 10
 
 
 def flops(fn) -> int:
@@ -38,10 +48,28 @@ def flops(fn) -> int:
     return counter.get_total_flops()
 
 
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def matmul_share(fn, repeats: int = 3) -> float:
+    """Share of `fn`'s operator time spent in matrix products (torch.profiler, self times; of the
+    fastest of `repeats` profiled calls)."""
+    from torch.profiler import profile
+
+    best = (float("inf"), 0.0)
+    for _ in range(repeats):
+        with profile() as prof:
+            fn()
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events)
+        best = min(best, (total, sum(e.self_cpu_time_total for e in events if e.key in MATMULS) / total))
+    return best[1]
+
+
 def matmul_peak(repeats: int, n: int = 1024) -> float:
     """GFLOP/s of a float32 n×n matrix product on this machine and thread count (best of `repeats`)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / best_time(lambda: a @ b, repeats) / 1e9
+    return 2 * n**3 / best_time(lambda: a @ b, repeats, CLOCK) / 1e9
 
 
 def bmm_maml(theta: list[torch.Tensor], batch, lr: float) -> list[torch.Tensor]:
@@ -77,16 +105,21 @@ def sinusoid_shapes(repeats: int, peak: float) -> str:
     ref = lambda: bmm_maml(list(theta.values()), batch, 0.01)
     got, expected = ours().grads["params"], ref()
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(got.values(), expected))  # same numbers
-    t_ours, t_ref = best_times([ours, ref], repeats)
+    rounds = [best_times([ours, ref], repeats, CLOCK) for _ in range(ROUNDS)]  # (ours, ref) per round
+    ratios = sorted(r / o for o, r in rounds)
+    t_ours, t_ref = min(o for o, _ in rounds), min(r for _, r in rounds)
     f = flops(ours)
     lines = [
         f"Sinusoid shapes (Finn et al. 2017): meta-batch of 25 tasks, 10 support + 10 query points, MLP 1→40→40→1, "
-        f"one inner SGD step, second order, float32; best of {repeats}, interleaved. `bmm` = MAML for exactly this "
-        "network written by hand with stacked weights and `baddbmm` (benchmarks/meta_train.py::bmm_maml).",
+        f"one inner SGD step, second order, float32; {ROUNDS} rounds, each the best CPU time of {repeats} interleaved calls; "
+        "times are the best over all rounds, engine / bmm the median of the rounds' ratios (range beside it). "
+        "`bmm` = MAML for exactly this network written by hand with stacked weights and `baddbmm` "
+        "(benchmarks/meta_train.py::bmm_maml).",
         "",
-        "| implementation | ms per meta-batch | tasks/s | GFLOP/s | engine / bmm |",
+        "| implementation | CPU ms per meta-batch | tasks/s | GFLOP/s | engine / bmm |",
         "|---|---:|---:|---:|---:|",
-        f"| piaa.meta engine (`MAML`) | {t_ours * 1e3:.2f} | {25 / t_ours:.0f} | {f / t_ours / 1e9:.2f} | {t_ref / t_ours:.2f}x |",
+        f"| piaa.meta engine (`MAML`) | {t_ours * 1e3:.2f} | {25 / t_ours:.0f} | {f / t_ours / 1e9:.2f} | "
+        f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}–{ratios[-1]:.2f}) |",
         f"| hand-written bmm MAML | {t_ref * 1e3:.2f} | {25 / t_ref:.0f} | {flops(ref) / t_ref / 1e9:.2f} | 1.00x |",
         "",
         f"Matrix-product peak of this machine (1024×1024 float32 `a @ b`, same thread count): {peak:.1f} GFLOP/s. "
@@ -125,17 +158,32 @@ def higher_reptile(model, torch_opt, batch, steps: int) -> dict[str, torch.Tenso
     return dict(zip((k for k, _ in model.named_parameters()), total))
 
 
+def learn2learn_fn(algorithm):
+    """learn2learn's MAML loop (one `clone()`/`adapt()` per rater, `engine=learn2learn`) for this
+    algorithm, or None where learn2learn is not installed or cannot run it (Adam, Reptile)."""
+    if not isinstance(algorithm, MAML):
+        return None
+    try:
+        import piaa.meta.learn2learn_engine  # noqa: F401, PLC0415  (registers the engine)
+
+        return meta_gradient_fn(algorithm, "learn2learn")
+    except (PiaaError, ValueError):
+        return None
+
+
 def throughput(repeats: int, peak: float) -> str:
     batch, model, theta, buffers = demo_meta_batch(80, 80)
     n = len(batch)
     lines = [
         f"Meta-gradient throughput, raters/second (meta-batch of {n} demo raters, 80 support + 80 query images, "
-        f"5 inner steps, head 256→128→64→1, float32; best of {repeats}). `engine` = piaa.meta's batched "
+        f"5 inner steps, head 256→128→64→1, float32; best CPU time of {repeats}, interleaved). `engine` = piaa.meta's batched "
         "functional core (stacked per-rater parameters, batched matrix products, autograd); `higher` = one "
-        "`higher.innerloop_ctx` per rater, the straightforward loop.",
+        "`higher.innerloop_ctx` per rater, the straightforward loop; `learn2learn` = its MAML `clone()`/`adapt()` per "
+        "rater (`engine=learn2learn`; SGD only; – where learn2learn is not installed or cannot run the case). "
+        "Both references do the same matrix-product FLOPs as the engine.",
         "",
-        "| inner | order | engine (raters/s) | higher (raters/s) | engine / higher | engine GFLOP/s |",
-        "|---|---|---:|---:|---:|---:|",
+        "| inner | order | engine (raters/s) | higher (raters/s) | learn2learn (raters/s) | engine / higher | engine GFLOP/s | higher GFLOP/s | peak / higher GFLOP/s | matmul share of time, engine / higher |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     cases = [("sgd", InnerSGD(0.05), torch.optim.SGD, "second"), ("sgd", InnerSGD(0.05), torch.optim.SGD, "first"),
              ("adam", InnerAdam(1e-3), torch.optim.Adam, "second"), ("adam", InnerAdam(1e-3), torch.optim.Adam, "first"),
@@ -152,12 +200,21 @@ def throughput(repeats: int, peak: float) -> str:
             reference = lambda: higher_reptile(model, torch_opt, batch, 5)
         else:
             reference = lambda: higher_meta_grad(model, torch_opt, batch, 5, order == "first")
-        t_ours, t_ref = best_times([engine, reference], repeats)
-        ours, ref = n / t_ours, n / t_ref
+        l2l = learn2learn_fn(algorithm)
+        fns = [engine, reference] + ([lambda: l2l(meta, buffers, batch, None)] if l2l else [])
+        times = best_times(fns, repeats, CLOCK)
+        ours, ref = n / times[0], n / times[1]
+        l2l_rate = f"{n / times[2]:.0f}" if l2l else "–"
+        f_ours, f_ref = flops(engine) / 1e9, flops(reference) / 1e9
         label = "reptile, support + query (blg-piaa)" if order == "reptile" else order
-        lines.append(f"| {opt_name} | {label} | {ours:.0f} | {ref:.0f} | {ours / ref:.1f}x | {flops(engine) / t_ours / 1e9:.2f} |")
+        lines.append(f"| {opt_name} | {label} | {ours:.0f} | {ref:.0f} | {l2l_rate} | {ours / ref:.1f}x | {f_ours / times[0]:.1f} | "
+                     f"{f_ref / times[1]:.1f} | {peak / (f_ref / times[1]):.1f}x | {matmul_share(engine):.0%} / {matmul_share(reference):.0%} |")
         print(lines[-1], flush=True)
-    lines += ["", f"Matrix-product peak of this machine (1024×1024 float32, same thread count): {peak:.1f} GFLOP/s."]
+    lines += ["", f"Matrix-product peak of this machine (1024×1024 float32, same thread count, best CPU time): {peak:.1f} GFLOP/s. "
+              "`peak / higher GFLOP/s` bounds engine / higher: both do the same matrix-product FLOPs, so an engine running "
+              "every FLOP at the peak would be that much faster than `higher`, no more. The matmul share (torch.profiler "
+              "self time in mm/addmm/bmm/baddbmm, fastest of 3 profiled calls) says where the time goes: the rest is "
+              "element-wise work (the inner optimiser's update, activations and their derivatives), autograd and Python."]
     return "\n".join(lines)
 
 
@@ -169,11 +226,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    threads = f"torch threads: {torch.get_num_threads()}; 1-minute load average at the start: {load:.1f} (figures from a busy machine are lower bounds)."
     repeats = 5 if args.quick else 30
     peak = matmul_peak(repeats)
-    sinusoid = sinusoid_shapes(repeats * 4, peak)
+    sinusoid = sinusoid_shapes(repeats * 2, peak)
     demo = throughput(3 if args.quick else 7, peak)
+    end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    threads = (f"torch threads: {torch.get_num_threads()}; 1-minute load average {load:.1f} at the start and {end:.1f} at the end "
+               "of the run (2 cores; figures from a busy machine are lower bounds).")
+    print(threads)
     if args.quick:
         print(demo)
         return

@@ -94,7 +94,8 @@ class Algorithm(Protocol):
     def meta_gradient(self, meta: Meta, buffers: Params, batch: TaskBatch, inner_state: dict | None = None) -> MetaStep: ...
 
 
-def task_losses(module: torch.nn.Module, buffers: Mapping[str, torch.Tensor], loss: Loss = weighted_mse, shared: Params | None = None):
+def task_losses(module: torch.nn.Module, buffers: Mapping[str, torch.Tensor], loss: Loss = weighted_mse, shared: Params | None = None,
+                layout: "Layout | None" = None):
     """losses(stacked_params, x, y, w) -> one loss per task, the module mapped over the task axis.
 
     `shared` parameters (not adapted, e.g. ANIL's body) are the same for every task. Modules made of
@@ -102,17 +103,21 @@ def task_losses(module: torch.nn.Module, buffers: Mapping[str, torch.Tensor], lo
     around the forward pass, whose per-op overhead dominates small models); any other module is
     mapped with `vmap(functional_call)`. Both give the same numbers. A loss marked `batched = True`
     accepts a leading task axis itself (like `weighted_mse`); any other is mapped with `vmap`.
+    With a `layout`, stacked parameters are in that layout (`Layout.stack`), not the module's.
     """
     fixed = {**buffers, **(shared or {})}
-    if module not in _FORWARD_CACHE:
-        _FORWARD_CACHE[module] = stacked_forward(module)
-    fast = _FORWARD_CACHE[module]
+    fast = _forward(module, layout)
     per_task_loss = loss if getattr(loss, "batched", False) else vmap(loss)
     if fast is not None:
+        if not fixed:
+            return lambda p, x, y, w: per_task_loss(fast(p, x), y, w)
+
         def batched(p: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
             return per_task_loss(fast({**fixed, **p}, x), y, w)
 
         return batched
+    if layout is not None and layout.keys:
+        raise ValueError("a Layout with matmul keys needs a module that stacked_forward runs")
 
     def one(p: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return loss(functional_call(module, {**fixed, **p}, (x,)), y, w)
@@ -120,24 +125,113 @@ def task_losses(module: torch.nn.Module, buffers: Mapping[str, torch.Tensor], lo
     return vmap(one, randomness="different")
 
 
+def _forward(module: nn.Module, layout: "Layout | None") -> "Forward | None":
+    cache = _FORWARD_CACHE.setdefault(module, {})
+    key = None if layout is None else layout.keys
+    if key not in cache:
+        cache[key] = stacked_forward(module, fast=key or frozenset())
+    return cache[key]
+
+
+class Layout:
+    """Where an inner loop keeps the stacked (per-task) weights of the Linear layers `stacked_forward`
+    runs: weight as [tasks, in, out] and bias as [tasks, 1, out], the operands `baddbmm` takes, so no
+    forward pass transposes or reshapes a parameter (each such view is one more autograd node per
+    layer, per step, in forward, backward and double backward). Conversion happens once per
+    meta-batch, at the boundary; meta-parameters, checkpoints and gradients stay in the module's
+    layout. Parameters of other layers are stacked as `stack` does.
+    """
+
+    def __init__(self, module: nn.Module):
+        weights, biases = _matmul_linears(module) if stacked_forward(module) is not None else ((), ())
+        self.weights, self.biases = frozenset(weights), frozenset(biases)
+        self.keys = self.weights | self.biases
+
+    def stack(self, params: Params, n: int) -> Params:
+        """`n` copies of each parameter along a leading task axis, in this layout (views, no copy)."""
+        out = {}
+        for k, p in params.items():
+            if k in self.weights:
+                out[k] = p.t().expand(n, p.shape[1], p.shape[0])
+            elif k in self.biases:
+                out[k] = p.expand(n, 1, p.shape[0])
+            else:
+                out[k] = p.expand(n, *p.shape)
+        return out
+
+    def to_layout(self, params: Params) -> Params:
+        """Tensors shaped like the parameters (any leading axes; e.g. Meta-SGD step sizes, Adam
+        moments) in this layout."""
+        return {k: (v.transpose(-1, -2) if k in self.weights else v.unsqueeze(-2) if k in self.biases else v) for k, v in params.items()}
+
+    def from_layout(self, params: Params) -> Params:
+        """The inverse of `to_layout`: back to the module's shapes."""
+        return {k: (v.transpose(-1, -2) if k in self.weights else v.squeeze(-2) if k in self.biases else v) for k, v in params.items()}
+
+
+def layout_of(module: nn.Module) -> Layout:
+    """The module's `Layout`, built once per module (like its stacked forward)."""
+    if module not in _LAYOUT_CACHE:
+        _LAYOUT_CACHE[module] = Layout(module)
+    return _LAYOUT_CACHE[module]
+
+
+def _matmul_linears(module: nn.Module, prefix: str = "") -> tuple[list[str], list[str]]:
+    """Weight and bias names of the Linear layers `stacked_forward` runs as batched matmuls: reached
+    through Sequential, or through a module with its own `stacked_forward` that declares
+    ``stacked_forward_via_rule = True`` (its parameters reach the forward only through `rule`)."""
+    if hasattr(module, "stacked_forward"):  # checked first, as `stacked_forward` does
+        if not getattr(module, "stacked_forward_via_rule", False):
+            return [], []
+    elif isinstance(module, nn.Linear):
+        return [prefix + "weight"], ([prefix + "bias"] if module.bias is not None else [])
+    elif not isinstance(module, nn.Sequential):
+        return [], []
+    weights, biases = [], []
+    for name, sub in module.named_children():
+        w, b = _matmul_linears(sub, f"{prefix}{name}.")
+        weights += w
+        biases += b
+    return weights, biases
+
+
 # Layers applied element-wise (or row-wise): the same call works on a leading task axis.
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Identity, nn.Dropout)
-_FORWARD_CACHE: "weakref.WeakKeyDictionary[nn.Module, Forward | None]" = weakref.WeakKeyDictionary()
+_FORWARD_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()  # module -> layout keys -> forward
+_LAYOUT_CACHE: "weakref.WeakKeyDictionary[nn.Module, Layout]" = weakref.WeakKeyDictionary()
 _DIRECT = {nn.ReLU: torch.relu, nn.Tanh: torch.tanh, nn.Sigmoid: torch.sigmoid, nn.Identity: lambda x: x}
 Forward = Callable[[Params, torch.Tensor], torch.Tensor]
 
 
-def stacked_forward(module: nn.Module, prefix: str = "") -> Forward | None:
+def stacked_forward(module: nn.Module, prefix: str = "", fast: frozenset = frozenset()) -> Forward | None:
     """forward(params, x) over a leading task axis for Linear / Sequential / element-wise layers, or
     for a module defining `stacked_forward(params, x, prefix, rule)`; None for anything else.
 
     Parameters may be stacked (task axis first: batched matmul) or shared (plain weight: broadcast).
+    Stacked parameters named in `fast` are in `Layout`'s matmul layout.
     """
     if hasattr(module, "stacked_forward"):
-        return lambda p, x: module.stacked_forward(p, x, prefix, stacked_forward)
+        built: dict[tuple[int, str], Forward | None] = {}
+
+        def rule(sub: nn.Module, sub_prefix: str) -> Forward | None:  # built once per submodule, not per call
+            if (id(sub), sub_prefix) not in built:
+                built[id(sub), sub_prefix] = stacked_forward(sub, sub_prefix, fast)
+            return built[id(sub), sub_prefix]
+
+        return lambda p, x: module.stacked_forward(p, x, prefix, rule)
     if isinstance(module, nn.Linear):
         w_key, b_key = prefix + "weight", prefix + "bias"
         has_bias = module.bias is not None
+        if w_key in fast or b_key in fast:
+            def matmul_linear(p: Params, x: torch.Tensor) -> torch.Tensor:
+                w, b = p[w_key], (p[b_key] if has_bias else None)
+                if w.dim() == 2:  # shared weight (ANIL's body); bias shared too, or stacked [tasks, 1, out]
+                    return torch.nn.functional.linear(x, w, b) if b is None or b.dim() == 1 else torch.matmul(x, w.t()) + b
+                if b is None:
+                    return torch.bmm(x, w)
+                return torch.baddbmm(b, x, w)
+
+            return matmul_linear
 
         def linear(p: Params, x: torch.Tensor) -> torch.Tensor:
             w, b = p[w_key], (p[b_key] if has_bias else None)
@@ -151,7 +245,7 @@ def stacked_forward(module: nn.Module, prefix: str = "") -> Forward | None:
 
         return linear
     if isinstance(module, nn.Sequential):
-        parts = [stacked_forward(sub, f"{prefix}{name}.") for name, sub in module.named_children()]
+        parts = [stacked_forward(sub, f"{prefix}{name}.", fast) for name, sub in module.named_children()]
         if any(f is None for f in parts):
             return None
 
@@ -169,7 +263,7 @@ def stacked_forward(module: nn.Module, prefix: str = "") -> Forward | None:
 
 def stack(params: Params, n: int) -> Params:
     """`n` copies of each parameter along a new leading task axis (a view, no copy)."""
-    return {k: p.unsqueeze(0).expand(n, *p.shape) for k, p in params.items()}
+    return {k: p.expand(n, *p.shape) for k, p in params.items()}
 
 
 GRAPHS = ("second", "first", "none")
@@ -196,10 +290,14 @@ def inner_loop(
     if graph not in GRAPHS:
         raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
     names = list(params)
+    create, retain = graph == "second", graph != "none"
+    ones = None  # d(sum of task losses)/d(each task's loss), without a sum node in the graph
     for x, y, w in phases:
         for _ in range(steps):
-            g = torch.autograd.grad(losses(params, x, y, w).sum(), [params[k] for k in names],
-                                    create_graph=graph == "second", retain_graph=graph != "none")
+            per_task = losses(params, x, y, w)
+            if ones is None:
+                ones = torch.ones_like(per_task)
+            g = torch.autograd.grad(per_task, [params[k] for k in names], ones, create_graph=create, retain_graph=retain)
             if graph == "first":
                 g = [d.detach() for d in g]
             params, state = opt.step(params, dict(zip(names, g)), state, lrs)

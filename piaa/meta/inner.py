@@ -30,7 +30,8 @@ class InnerSGD:
         if lrs is None:  # one fused op per parameter (and per backward node)
             new = {k: torch.add(p, grads[k], alpha=-self.lr) for k, p in params.items()}
         else:
-            new = {k: p - lrs[k] * grads[k] for k, p in params.items()}
+            new = {k: (torch.addcmul(p, lrs[k], grads[k], value=-1) if isinstance(lrs[k], torch.Tensor)  # one op
+                       else torch.add(p, grads[k], alpha=-lrs[k])) for k, p in params.items()}
         return new, {"t": state["t"] + 1}
 
 

@@ -14,7 +14,7 @@ from typing import Collection
 
 import torch
 
-from piaa.meta.core import Loss, Meta, MetaStep, Params, TaskBatch, check_functional, inner_loop, leaves, stack, task_losses, weighted_mse
+from piaa.meta.core import Loss, Meta, MetaStep, Params, TaskBatch, check_functional, inner_loop, layout_of, leaves, task_losses, weighted_mse
 from piaa.meta.inner import InnerOptimizer
 
 
@@ -47,8 +47,11 @@ class MAML:
         params, lrs = meta["params"], meta.get("lrs")
         names = self.adapted_names(params)
         shared = {k: v for k, v in params.items() if k not in names}
-        losses = task_losses(self.module, buffers, self.loss, shared)
-        fast = stack({k: params[k] for k in names}, len(batch))
+        layout = layout_of(self.module)
+        losses = task_losses(self.module, buffers, self.loss, shared, layout)
+        fast = layout.stack({k: params[k] for k in names}, len(batch))
+        if lrs is not None:
+            lrs = layout.to_layout(lrs)
         graph = "first" if self.first_order else "second"
         fast, _ = inner_loop(losses, fast, self.inner, self.inner.init(fast), [batch.support], self.steps, graph=graph, lrs=lrs)
         qloss = losses(fast, *batch.query).mean()

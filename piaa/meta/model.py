@@ -16,6 +16,8 @@ from piaa.nn import FeatureStandardizer, mlp
 
 
 class ScoreHead(nn.Module):
+    stacked_forward_via_rule = True  # its weights reach `stacked_forward` only through `rule` (core.Layout)
+
     def __init__(self, in_dim: int, hidden: Sequence[int], dropout: float = 0.0):
         super().__init__()
         self.standardize = FeatureStandardizer(in_dim)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from piaa.meta.core import Loss, Meta, MetaStep, Params, TaskBatch, check_functional, inner_loop, stack, task_losses, weighted_mse
+from piaa.meta.core import Loss, Meta, MetaStep, Params, TaskBatch, check_functional, inner_loop, layout_of, task_losses, weighted_mse
 from piaa.meta.inner import InnerOptimizer
 
 
@@ -35,14 +35,18 @@ class Reptile:
         """θ − mean θ' over the batch; the returned inner state is the tasks' mean final state."""
         params = meta["params"]
         n = len(batch)
+        layout = layout_of(self.module)
         state = inner_state if inner_state is not None else self.inner.init(params)
-        state = {k: ({m: t.detach().unsqueeze(0).expand(n, *t.shape) for m, t in v.items()} if isinstance(v, dict) else v) for k, v in state.items()}
-        losses = task_losses(self.module, buffers, self.loss)
-        fast = {k: v.detach().clone().requires_grad_(True) for k, v in stack(params, n).items()}
+        state = {k: ({m: t.expand(n, *t.shape) for m, t in layout.to_layout({m: t.detach() for m, t in v.items()}).items()}
+                     if isinstance(v, dict) else v) for k, v in state.items()}
+        losses = task_losses(self.module, buffers, self.loss, layout=layout)
+        fast = {k: v.detach().clone().requires_grad_(True) for k, v in layout.stack(params, n).items()}
         phases = [batch.support] + ([batch.query] if self.query_phase else [])
         fast, state = inner_loop(losses, fast, self.inner, state, phases, self.steps, graph="none")
         with torch.no_grad():
             qloss = losses(fast, *batch.query).mean()
-        grads = {k: (params[k].detach() - fast[k].detach()).mean(0) for k in params}
-        end = {k: ({m: t.mean(0) for m, t in v.items()} if isinstance(v, dict) else v) for k, v in state.items()}
+        adapted = layout.from_layout({k: v.detach() for k, v in fast.items()})
+        grads = {k: (params[k].detach() - adapted[k]).mean(0) for k in params}
+        end = {k: ({m: t.contiguous() for m, t in layout.from_layout({m: t.mean(0) for m, t in v.items()}).items()}
+                   if isinstance(v, dict) else v) for k, v in state.items()}
         return MetaStep({"params": grads}, qloss, end)
