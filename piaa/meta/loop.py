@@ -23,7 +23,7 @@ from piaa import distributed
 from piaa.errors import RunError
 from piaa.meta.checkpoint import load_checkpoint, save_checkpoint
 from piaa.meta.core import Meta, MetaStep, Params, TaskBatch, clone, flatten, unflatten
-from piaa.meta.one_se import mean_score
+from piaa.one_se import mean_score
 from piaa.meta.selection import CheckpointSelection
 from piaa.progress import progress_bar
 from piaa.seeding import derive_seed

@@ -36,7 +36,7 @@ from piaa.meta.metasgd import MetaSGD
 from piaa.meta.model import ScoreHead, denormalise, normalise
 from piaa.meta.reptile import Reptile
 from piaa.meta.tasks import TaskPool
-from piaa.meta.one_se import one_se_choice
+from piaa.one_se import one_se_choice
 from piaa.meta.validation import Validator, episode_groups
 from piaa.method import Method, MethodConfig, UserModel
 from piaa.nn import as_tensor

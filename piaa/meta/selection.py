@@ -1,4 +1,4 @@
-"""Checkpoint selection during meta-training by the one-SE rule (`piaa.meta.one_se`).
+"""Checkpoint selection during meta-training by the one-SE rule (`piaa.one_se`).
 
 A validation curve over meta-steps is noisy: its argmax lands anywhere on a plateau and moves with
 any rounding difference (another engine, another machine). The rule keeps the earliest validated
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from piaa.meta.core import Meta, clone
-from piaa.meta.one_se import OneSEChoice, clearly_beaten, one_se_choice
+from piaa.one_se import OneSEChoice, clearly_beaten, one_se_choice
 
 RULE = ("one-SE: the earliest validated checkpoint within one paired standard error (over validation raters) of the best, "
         "among those no other checkpoint beats by more than one paired standard error")

@@ -1,7 +1,7 @@
 """Validation on held-out train raters: mean SROCC after test-time adaptation, for model selection,
 early stopping and choosing the test-time step size (never test raters).
 
-The step size follows the one-standard-error rule (`piaa.meta.one_se`): the smallest step within
+The step size follows the one-standard-error rule (`piaa.one_se`): the smallest step within
 one paired standard error of the best is the most conservative choice the validation raters cannot
 tell from the best.
 
@@ -20,7 +20,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from piaa.meta.core import Meta, Params
-from piaa.meta.one_se import one_se_choice
+from piaa.one_se import one_se_choice
 from piaa.metrics import srocc
 from piaa.seeding import derive_seed
 from piaa.tasks.sampling import MIN_QUERY, draw_support

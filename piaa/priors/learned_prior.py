@@ -24,7 +24,8 @@ from piaa.method import Method, MethodConfig, UserModel
 from piaa.priors.design import N_HEAD_COLUMNS, HeadDesign, as_f64, NumpyPANet, fit_networks, image_folds, training_rows
 from piaa.priors.generic import consensus_targets, fit_generic_networks
 from piaa.priors.gaussian import HeadPrior, fit_head_prior, posterior, rater_moments
-from piaa.priors.validation import split_raters, validation_srocc
+from piaa.one_se import mean_score, one_se_choice
+from piaa.priors.validation import split_raters, validation_scores
 from piaa.tasks.format import RaterDataset
 
 if TYPE_CHECKING:  # torch only to save: loading reads numpy arrays too, so `piaa adapt` needs no torch
@@ -34,7 +35,7 @@ if TYPE_CHECKING:  # torch only to save: loading reads numpy arrays too, so `pia
 @dataclass(frozen=True)
 class LearnedPriorConfig(MethodConfig):
     components: int = 24  # principal components of the features in the design (beside s and p)
-    ranks: tuple[int, ...] = (0, 3, 6, 9)  # low-rank part of the prior covariance: chosen on validation raters
+    ranks: tuple[int, ...] = (0, 3, 6, 9)  # low-rank part of the prior covariance: the smallest within one paired SE of the best on validation raters
     noise_scales: tuple[float, ...] = (0.7, 1.0, 1.4)  # multipliers of the fitted rating noise: chosen likewise
     validation_fraction: float = 0.2  # share of training raters held out to choose rank and noise
     validation_shots: tuple[int, ...] = (10, 100)
@@ -178,14 +179,18 @@ class LearnedPrior(HeadMethod):
         moments = rater_moments([raters[i] for i in fit_pos])
         held = [raters[i] for i in val_pos]
         ranks = sorted({min(r, self.design.dim) for r in cfg.ranks})
-        self.selection = []
+        self.selection, per_rater = [], {}
         for rank in ranks:
             prior, _ = fit_head_prior(moments, rank=rank, iterations=cfg.em_iterations)
             for scale in cfg.noise_scales:
                 candidate = prior.with_noise(prior.noise * scale)
-                score = validation_srocc(_adapter(candidate), held, shots=cfg.validation_shots, repeats=cfg.validation_repeats, seed=seed)
-                self.selection.append({"rank": rank, "noise_scale": float(scale), "validation_srocc": score})
-        best = max(self.selection, key=lambda row: (np.nan_to_num(row["validation_srocc"], nan=-1.0), -row["rank"]))
+                per_rater[rank, scale] = validation_scores(_adapter(candidate), held, shots=cfg.validation_shots, repeats=cfg.validation_repeats, seed=seed)
+                self.selection.append({"rank": rank, "noise_scale": float(scale), "validation_srocc": mean_score(per_rater[rank, scale])})
+        # Per rank its best noise; then the smallest rank within one paired SE of the best rank (piaa.one_se).
+        noise_of = {rank: max(cfg.noise_scales, key=lambda sc: (mean_score(per_rater[rank, sc]), -abs(np.log(sc)))) for rank in ranks}
+        choice = one_se_choice({rank: per_rater[rank, noise_of[rank]] for rank in ranks})
+        best = {"rank": choice.chosen, "noise_scale": float(noise_of[choice.chosen]), "validation_srocc": choice.mean[choice.chosen],
+                "argmax_rank": choice.best, "validation_srocc_argmax": choice.mean[choice.best], "se_vs_argmax": choice.se[choice.chosen]}
         prior, history = fit_head_prior(rater_moments(raters), rank=int(best["rank"]), iterations=cfg.em_iterations)
         self.prior = prior.with_noise(prior.noise * best["noise_scale"])
         self.link_matrix = self._link_in_design(bases)

@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from piaa.metrics import srocc
+from piaa.one_se import mean_score
 from piaa.seeding import numpy_rng
 from piaa.tasks.sampling import draw_support
 
@@ -25,7 +26,7 @@ def split_raters(n: int, fraction: float, *, seed: int, name: str) -> tuple[np.n
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def validation_srocc(
+def validation_scores(
     adapter: Adapter,
     raters: Sequence[tuple[np.ndarray, np.ndarray]],
     *,
@@ -33,12 +34,13 @@ def validation_srocc(
     repeats: int,
     seed: int,
     min_query: int = 10,
-) -> float:
-    """Mean over shot settings of the mean over eligible raters of SROCC (each averaged over repeats)."""
-    per_shot = []
-    for k in shots:
-        values = []
-        for i, (phi, y) in enumerate(raters):
+) -> np.ndarray:
+    """Per validation rater: SROCC averaged over repeats, then over the shot settings the rater has
+    enough ratings for (NaN if none). Per rater, so choices can use paired standard errors."""
+    out = np.full(len(raters), np.nan)
+    for i, (phi, y) in enumerate(raters):
+        per_shot = []
+        for k in shots:
             if len(y) < k + min_query:
                 continue
             scores = []
@@ -46,7 +48,12 @@ def validation_srocc(
                 support, query = draw_support(len(y), k, seed=seed, user=f"validation-{i}", repeat=repeat)
                 predict = adapter(phi[support], y[support])
                 scores.append(srocc(predict(phi[query]), y[query]))
-            values.append(np.nanmean(scores))
-        if values:
-            per_shot.append(float(np.nanmean(values)))
-    return float(np.mean(per_shot)) if per_shot else float("nan")
+            per_shot.append(np.nanmean(scores))
+        if per_shot and np.isfinite(per_shot).any():
+            out[i] = np.nanmean(per_shot)
+    return out
+
+
+def validation_srocc(adapter: Adapter, raters: Sequence[tuple[np.ndarray, np.ndarray]], **kwargs) -> float:
+    """Mean over validation raters of `validation_scores`."""
+    return mean_score(validation_scores(adapter, raters, **kwargs))

@@ -15,7 +15,7 @@ from piaa.errors import RunError
 from piaa.meta.checkpoint import INDEX, load_checkpoint
 from piaa.meta.core import MetaStep
 from piaa.meta.loop import LoopSpec, TrainState, run_meta_training
-from piaa.meta.one_se import paired_se
+from piaa.one_se import paired_se
 from piaa.meta.selection import CheckpointSelection
 
 RATERS = np.linspace(0.3, 0.7, 30)

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from piaa.protocol import evaluate
 from piaa.registry import create_method, list_methods
 from piaa.meta.checkpoint import INDEX, load_checkpoint
-from piaa.meta.one_se import one_se_choice
+from piaa.one_se import one_se_choice
 from piaa.meta.validation import Validator
 
 # A few seconds of meta-training on the small dataset.

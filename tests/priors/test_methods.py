@@ -75,6 +75,15 @@ def test_learned_prior_uses_big_five_at_zero_shots_and_choices_come_from_validat
     assert methods["task-vector"].lam in methods["task-vector"].config.lambdas
 
 
+def test_learned_prior_rank_is_the_smallest_within_one_se_of_the_best(fitted):
+    chosen = fitted[1]["learned-prior"].fit_log[0]["chosen"]
+    assert chosen["rank"] <= chosen["argmax_rank"]
+    assert chosen["validation_srocc_argmax"] - chosen["validation_srocc"] <= chosen["se_vs_argmax"] + 1e-12
+    table = fitted[1]["learned-prior"].fit_log[0]["table"]
+    best_of = lambda rank: max(r["validation_srocc"] for r in table if r["rank"] == rank)  # noqa: E731
+    assert chosen["validation_srocc_argmax"] == pytest.approx(max(best_of(r) for r in {r["rank"] for r in table}))
+
+
 def test_structure_limit_matches_the_recorded_oracles_at_zero_shots(demo_dir, monkeypatch):
     from piaa.priors.structure_limit import structure_limit
 

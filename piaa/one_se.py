@@ -1,5 +1,6 @@
 """The one-standard-error rule over validation raters: the statistics behind every choice validation
-makes (the test-time step size, the meta-training checkpoint, the meta-trained prior against step 0).
+makes (the test-time step size, the meta-training checkpoint, the meta-trained prior against step 0,
+the rank of `learned-prior`'s prior covariance).
 
 Validation scores of neighbouring candidates are often tied within rater-to-rater noise, and a
 plain argmax then flips on any tiny change (another engine's rounding, another seed). The rule
