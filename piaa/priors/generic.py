@@ -2,11 +2,10 @@
 training raters' consensus with each rater's own bias and spread taken out.
 
 Why not the PA-IAA network's score: that network reads all raw feature dimensions and learns from raw
-scores, so its output carries feature noise and each image's luck in which raters (lenient or harsh)
-it drew. On the sibling simulation (`piaa data simulate --seed 1`, its test images) the PA-IAA score
-explained R² ≈ 0.65 of the true generic quality; these networks, one per cross-fitting fold and each
-trained on the other folds' images, explain ≈ 0.84 (`benchmarks/prior_choices.py` compares the two by
-SROCC). Evaluated in numpy like the rest of the design, so adapting and scoring need no torch.
+scores, so its output carries feature noise and each image's luck in drawing lenient or harsh raters.
+`benchmarks/prior_choices.py` compares the two columns by SROCC on a sibling simulation; docs/methods.md
+gives how much of the demo's true generic quality each explains. Evaluated in numpy like the rest of
+the design, so adapting and scoring need no torch.
 """
 
 from __future__ import annotations
