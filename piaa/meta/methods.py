@@ -2,7 +2,8 @@
 
 `fit` meta-trains a `ScoreHead` on the train raters (each rater a task), holding out a share of them
 for validation (model selection, early stopping and the test-time step size; test raters are never
-seen). `adapt` fine-tunes the meta-learned weights on the new rater's support set as configured per
+seen). By default the validation raters' images are held out too (`piaa.tasks.holdout`), so that
+validation, like the test protocol, scores images that pre-training and meta-training never saw. `adapt` fine-tunes the meta-learned weights on the new rater's support set as configured per
 preset, and the `UserModel`'s state is the adapted weights. The algorithms themselves live one per
 file (`maml`, `metasgd`, `anil`, `reptile`) and know nothing of raters.
 """
