@@ -3,9 +3,10 @@
 `fit` meta-trains a `ScoreHead` on the train raters (each rater a task), holding out a share of them
 for validation (model selection, early stopping and the test-time step size; test raters are never
 seen). By default the validation raters' images are held out too (`piaa.tasks.holdout`), so that
-validation, like the test protocol, scores images that pre-training and meta-training never saw. `adapt` fine-tunes the meta-learned weights on the new rater's support set as configured per
-preset, and the `UserModel`'s state is the adapted weights. The algorithms themselves live one per
-file (`maml`, `metasgd`, `anil`, `reptile`) and know nothing of raters.
+validation, like the test protocol, scores images that pre-training and meta-training never saw.
+`adapt` fine-tunes the meta-learned weights on the new rater's support set as configured per preset,
+and the `UserModel`'s state is the adapted weights. The algorithms themselves live one per file
+(`maml`, `metasgd`, `anil`, `reptile`) and know nothing of raters.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ from piaa.meta.validation import Validator, episode_groups, paired_se
 from piaa.method import Method, MethodConfig, UserModel
 from piaa.nn import as_tensor
 from piaa.registry import register_method
-from piaa.seeding import numpy_rng, torch_seeded
+from piaa.seeding import torch_seeded
 from piaa.tasks.format import Rater, RaterDataset
-from piaa.tasks.holdout import SPLITS, ValidationSplit, validation_split
+from piaa.tasks.holdout import SPLITS, validation_split
 from piaa.tasks.sampling import MIN_QUERY
 from piaa.tasks.targets import generic_targets
 from piaa.training import fit_regressor
@@ -301,9 +302,12 @@ class MetaLearnedHead(Method):
     def _refit(self, data: RaterDataset, raters: list[Rater], seed: int, progress: bool) -> None:
         """Pre-train and meta-train again on every training rating for the selected number of meta-steps
         (no validation left to select with); the step sizes chosen on validation raters stay."""
-        selected = next(e for e in reversed(self.fit_log) if "selected_step" in e)["selected_step"]
+        selected = int(next(e for e in reversed(self.fit_log) if "selected_step" in e)["selected_step"])
+        group = distributed.current()
+        if group.active:  # the step-0 check ran on rank 0 only: every rank refits for rank 0's count
+            selected = int(distributed.broadcast_float(float(selected) if group.is_main else None, group))
         self._prepare(data, {r.user for r in raters}, raters, seed, progress)
-        state, _ = self._meta_train(data.features, raters, int(selected), None, seed, progress, None, "")
+        state, _ = self._meta_train(data.features, raters, selected, None, seed, progress, None, "")
         self.meta = state.best
         self.fit_log.append({"refit_meta_steps": int(selected), "refit_raters": len(raters), "refit_ratings": int(sum(len(r) for r in raters))})
 
