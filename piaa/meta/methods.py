@@ -2,9 +2,11 @@
 
 `fit` meta-trains a `ScoreHead` on the train raters (each rater a task), holding out a share of them
 for validation (model selection, early stopping and the test-time step size; test raters are never
-seen). `adapt` fine-tunes the meta-learned weights on the new rater's support set as configured per
-preset, and the `UserModel`'s state is the adapted weights. The algorithms themselves live one per
-file (`maml`, `metasgd`, `anil`, `reptile`) and know nothing of raters.
+seen). By default the validation raters' images are held out too (`piaa.tasks.holdout`), so that
+validation, like the test protocol, scores images that pre-training and meta-training never saw.
+`adapt` fine-tunes the meta-learned weights on the new rater's support set as configured per preset,
+and the `UserModel`'s state is the adapted weights. The algorithms themselves live one per file
+(`maml`, `metasgd`, `anil`, `reptile`) and know nothing of raters.
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ from piaa.meta.validation import Validator, episode_groups
 from piaa.method import Method, MethodConfig, UserModel
 from piaa.nn import as_tensor
 from piaa.registry import register_method
-from piaa.seeding import numpy_rng, torch_seeded
-from piaa.tasks.format import RaterDataset
+from piaa.seeding import torch_seeded
+from piaa.tasks.format import Rater, RaterDataset
+from piaa.tasks.holdout import SPLITS, validation_split
+from piaa.tasks.sampling import MIN_QUERY
 from piaa.tasks.targets import generic_targets
 from piaa.training import fit_regressor
 
@@ -76,6 +80,13 @@ class MetaConfig(MethodConfig):
     engine: str = "batched"  # batched | learn2learn (piaa.meta.learn2learn_engine); see piaa.meta.engines
     # validation on held-out train raters, checkpoints
     val_fraction: float = 0.15
+    # image-disjoint: validation raters rate only images that pre-training and meta-training never
+    # see, as test raters do (piaa.tasks.holdout); raters: held-out raters, images shared (older split)
+    val_split: str = "image-disjoint"
+    val_image_share: float = 1.0  # image-disjoint: share of the validation raters' images held out
+    # after model selection, refit on every training rating (validation raters' and images too) for
+    # the selected number of meta-steps, keeping the chosen step sizes; False: keep the validated model
+    refit: bool = False
     val_shots: tuple[int, ...] = (10, 100)
     val_repeats: int = 2  # support draws per validation rater and shot count
     val_every: int = 100
@@ -114,6 +125,8 @@ class MetaConfig(MethodConfig):
             (min(self.support_shots, default=0) >= 1, "support_shots must be positive"),
             (self.meta_batch >= 1 and self.meta_steps >= 0 and self.inner_steps >= 1, "meta_batch, inner_steps must be >= 1"),
             (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
+            (self.val_split in SPLITS, f"val_split must be one of {', '.join(SPLITS)}"),
+            (0.0 < self.val_image_share <= 1.0, "val_image_share must be in (0, 1]"),
             (self.val_every >= 1 and self.checkpoint_every >= 1 and self.val_repeats >= 1, "val_every, val_repeats and checkpoint_every must be >= 1"),
         ]
         for ok, message in checks:
@@ -217,26 +230,59 @@ class MetaLearnedHead(Method):
         raters = [r for r in data.raters("train") if len(r) >= 2]
         if len(raters) < 2:
             raise ConfigError(f"{self.name} needs at least 2 train raters with 2+ ratings, got {len(raters)}")
-        order = numpy_rng(seed, "validation-raters").permutation(len(raters))
-        n_val = min(int(round(len(raters) * cfg.val_fraction)) if cfg.val_fraction > 0 else 0, len(raters) - 1)
-        val_raters = [raters[i] for i in order[:n_val]]
-        train_raters = [raters[i] for i in order[n_val:]]
+        split = validation_split(raters, cfg.val_split, cfg.val_fraction, seed, min_ratings=min(cfg.val_shots) + MIN_QUERY,
+                                 image_share=cfg.val_image_share)
+        self.fit_log = [split.summary()]
+        if split.kind == "raters":
+            # The consensus prior uses every train rater (the validation raters too): it is shared by
+            # all candidates that model selection compares, and meta-updates never see validation raters.
+            prior_data, prior_users = data, {r.user for r in raters}
+        else:  # image-disjoint: neither pre-training nor meta-training sees a validation image
+            prior_data, prior_users = split.training_data(data), {r.user for r in split.train}
+        self._prepare(prior_data, prior_users, split.train, seed, progress)
 
+        validator = None
+        if split.validation:
+            groups = episode_groups(data.features, split.validation, tuple(cfg.val_shots), cfg.val_repeats, seed, lambda y: normalise(y, self.score_range))
+            validator = Validator(self.module, self.buffers, groups, self._adapt_batched, seed)
+        key = fingerprint({"method": self.name, "config": cfg.to_dict(), "seed": seed, "data": data.name,
+                           "raters": [r.user for r in raters], "n_ratings": int(len(data.ratings))})
+        state, start = self._meta_train(data.features, split.train, cfg.meta_steps, validator, seed, progress, checkpoint_dir, key)
+        self.meta = state.best
+        self.fit_log += state.log
+        self.fit_log.append(self._selection_entry(state))
+        self.adapt_lrs = {}
+        if validator is not None and cfg.adapt_lr_grid and distributed.current().is_main:  # only rank 0's model is saved
+            self.adapt_lrs, entries = validator.choose_step_sizes(self.meta, tuple(cfg.adapt_lr_grid))
+            if state.best_step != 0:
+                entries = self._keep_step0_unless_beaten(validator, start, entries)
+            self.fit_log += entries
+        if cfg.refit and split.validation:
+            self._refit(data, raters, seed, progress)
+        self.module.eval()
+        return self
+
+    def _prepare(self, data: RaterDataset, users: set[str], raters: list[Rater], seed: int, progress: bool) -> None:
+        """A fresh module: input standardisation on `raters`' images, pre-training on the consensus of
+        `users`' ratings in `data` (the step-0 prior)."""
+        cfg = self.config
         with torch_seeded(seed, "init"):
             self.module = self._build(data.feature_dim)
         self.device = resolve_device(cfg.device) if self.uses_images else torch.device("cpu")
         if not self.uses_images:
-            train_images = np.unique(np.concatenate([r.image_index for r in train_raters]))
+            train_images = np.unique(np.concatenate([r.image_index for r in raters]))
             self.module.standardize.fit(np.asarray(data.features[train_images], dtype=np.float32))
         self.module.to(self.device)
-        self.fit_log = []
         if cfg.pretrain_epochs > 0:
-            # The consensus prior uses every train rater (the validation raters too): it is shared by
-            # all candidates that model selection compares, and meta-updates never see validation raters.
-            self.fit_log += self._pretrain(data, {r.user for r in raters}, seed, progress)
+            self.fit_log += self._pretrain(data, users, seed, progress)
         self.buffers = {k: v.detach().clone() for k, v in self.module.named_buffers()}
         self.module.train()
 
+    def _meta_train(self, features: np.ndarray, raters: list[Rater], steps: int, validator: Validator | None, seed: int, progress: bool,
+                    checkpoint_dir: Path | None, key: str) -> tuple[TrainState, Meta]:
+        """Meta-train the prepared module on `raters` for up to `steps` meta-steps (model selection by
+        `validator` when given); returns the final state and the step-0 prior."""
+        cfg = self.config
         algorithm = self._algorithm(self.module)
         try:
             meta_gradient = meta_gradient_fn(algorithm, cfg.engine)
@@ -244,31 +290,27 @@ class MetaLearnedHead(Method):
             raise ConfigError(f"{type(cfg).__name__}: {exc}") from None
         state = TrainState.start(algorithm.init_meta({k: v.detach() for k, v in self.module.named_parameters()}), self._outer)
         start = clone(state.meta)  # the step-0 prior: meta-training must beat it on validation raters
-        spec = LoopSpec(cfg.meta_steps, cfg.val_every, cfg.patience, cfg.min_steps, cfg.checkpoint_every, cfg.carry_inner_state)
-        sample = TaskPool(data.features, train_raters, data.score_range).sampler(cfg.meta_batch, tuple(cfg.support_shots), cfg.query_size, seed)
-        validator = None
-        if val_raters:
-            groups = episode_groups(data.features, val_raters, tuple(cfg.val_shots), cfg.val_repeats, seed, lambda y: normalise(y, self.score_range))
-            validator = Validator(self.module, self.buffers, groups, self._adapt_batched, seed)
-        key = fingerprint({"method": self.name, "config": cfg.to_dict(), "seed": seed, "data": data.name,
-                           "raters": [r.user for r in raters], "n_ratings": int(len(data.ratings))})
+        spec = LoopSpec(steps, cfg.val_every, cfg.patience, cfg.min_steps, cfg.checkpoint_every, cfg.carry_inner_state)
+        sample = TaskPool(features, raters, self.score_range).sampler(cfg.meta_batch, tuple(cfg.support_shots), cfg.query_size, seed)
         group = distributed.current()  # under torchrun: each rank takes a share of every meta-batch
         meta_gradient = distributed.sharded(on_device(meta_gradient, self.device), group)
         score = distributed.main_computes(validator, group) if validator is not None else None
         state = run_meta_training(state, meta_gradient, sample, spec, buffers=self.buffers, seed=seed, score=score,
                                   checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None,
                                   fingerprint=key, progress=progress, on_step=self._on_step)
+        return state, start
+
+    def _refit(self, data: RaterDataset, raters: list[Rater], seed: int, progress: bool) -> None:
+        """Pre-train and meta-train again on every training rating for the selected number of meta-steps
+        (no validation left to select with); the step sizes chosen on validation raters stay."""
+        selected = int(next(e for e in reversed(self.fit_log) if "selected_step" in e)["selected_step"])
+        group = distributed.current()
+        if group.active:  # the step-0 check ran on rank 0 only: every rank refits for rank 0's count
+            selected = int(distributed.broadcast_float(float(selected) if group.is_main else None, group))
+        self._prepare(data, {r.user for r in raters}, raters, seed, progress)
+        state, _ = self._meta_train(data.features, raters, selected, None, seed, progress, None, "")
         self.meta = state.best
-        self.fit_log += state.log
-        self.fit_log.append(self._selection_entry(state))
-        self.adapt_lrs = {}
-        if validator is not None and cfg.adapt_lr_grid and group.is_main:  # only rank 0's model is saved
-            self.adapt_lrs, entries = validator.choose_step_sizes(self.meta, tuple(cfg.adapt_lr_grid))
-            if state.best_step != 0:
-                entries = self._keep_step0_unless_beaten(validator, start, entries)
-            self.fit_log += entries
-        self.module.eval()
-        return self
+        self.fit_log.append({"refit_meta_steps": int(selected), "refit_raters": len(raters), "refit_ratings": int(sum(len(r) for r in raters))})
 
     def _keep_step0_unless_beaten(self, validator: Validator, start: Meta, entries: list[dict]) -> list[dict]:
         """The final check of model selection, at the step sizes test-time adaptation will use (each
