@@ -43,7 +43,9 @@ def test_meta_train_with_learn2learn_missing_is_one_line_exit_2_and_writes_nothi
 
 
 def _fit(name: str, engine: str, data, **more):
-    return create_method(name, **{**QUICK, "dropout": 0.0, "engine": engine, **more}).fit(data, seed=4)
+    # The rater split: on this small dataset the image-disjoint one leaves so little to fit on that the
+    # step-0 check keeps the pretrained prior, and equal weights would then prove nothing about engines.
+    return create_method(name, **{**QUICK, "dropout": 0.0, "engine": engine, "val_split": "raters", **more}).fit(data, seed=4)
 
 
 @pytest.mark.vision
@@ -113,12 +115,6 @@ def test_full_maml_on_the_demo_learn2learn_matches_the_default_engine(full_demo_
 
 @pytest.mark.vision
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue 13): the two engines' weights drift apart by float rounding over the meta-steps, so a "
-    "validation check after the selected step parts by more than 0.005 (measured: 0.6284 against 0.6347 at "
-    "step 700; 0.0041 at the selected step 500); strict, so agreement shows up",
-)
 def test_full_maml_on_the_demo_both_engines_validate_alike_at_every_check(full_demo_runs):
     """Beyond the issue's check: the meta-trained weights themselves (not only the selected prior)
     validate within 0.005 at every check."""
