@@ -73,8 +73,8 @@ def main() -> None:
         "",
         "One thread, so CPU seconds are what the wall time would be on an otherwise idle machine; with other",
         "jobs on the cores (see the load average above) wall time is several times longer. Fit time is",
-        "dominated by the three cross-fitted PA-IAA networks (torch); adapting is numpy only: the design",
-        "rows of the support (three small MLP forwards and a projection) and one k×k solve.",
+        "dominated by the three cross-fitted PA-IAA networks and the five generic networks (torch); adapting is",
+        "numpy only: the design rows of the support (eight small MLP forwards and a projection) and one k×k solve.",
     ]
     if not args.no_write:
         write_section("priors", "learned-prior and task-vector: fit and adapt time (issue 10)", "\n".join(lines))
