@@ -37,7 +37,7 @@ def throughput(repeats: int) -> str:
     n = len(batch)
     lines = [
         f"Meta-gradient throughput, raters/second: piaa's default engine (`batched`: stacked per-rater parameters, "
-        f"vmapped forward, autograd) against `engine=learn2learn` (`l2l.algorithms.MAML`/`MetaSGD`, `clone()` + "
+        f"batched-matmul forward, autograd) against `engine=learn2learn` (`l2l.algorithms.MAML`/`MetaSGD`, `clone()` + "
         f"`adapt()` rater by rater). Meta-batch of {n} demo raters, support padded to 50 images, 50 query images, "
         f"5 inner SGD steps (lr 0.05), head 256→128→64→1, float32, best of {repeats}. Both engines give the same "
         "gradients to 1e-5 (tests/meta/test_learn2learn_gradients.py).",
