@@ -2,9 +2,11 @@
 
 φ(x) = [s(x), p(x), PCA_K(x)], each column standardised on the training images:
 
-- s(x) the generic score and p(x) the five personality outputs of PA-IAA networks trained on the
-  training raters' consensus and the personality raters' likes (so the Big-Five link of PA-IAA
-  applies to the p columns), cross-fitted over folds of the training images;
+- s(x) the generic score: by default from the small networks of `piaa.priors.generic` on the
+  principal components (debiased consensus), else from the PA-IAA networks;
+- p(x) the five personality outputs of PA-IAA networks trained on the training raters' consensus and
+  the personality raters' likes (so the Big-Five link of PA-IAA applies to the p columns);
+- all networks cross-fitted over folds of the training images;
 - the leading K principal components of the image features, which carry what a single consensus
   network throws away: the directions in which raters disagree.
 
