@@ -12,6 +12,7 @@ def work(worker: int, run: str, store_path: str, tasks: list, probe: list, other
     """
     try:
         import piaa
+        from piaa.profiles import ProfileError
 
         model = piaa.load(run)
         store = piaa.ProfileStore(store_path, model=model)
@@ -39,7 +40,10 @@ def work(worker: int, run: str, store_path: str, tasks: list, probe: list, other
             ops += 1
             for other in others[step % len(others) :: 7]:  # read what the other workers are writing
                 if other in store:
-                    store.load(other).predict(probe[:5])
+                    try:
+                        store.load(other).predict(probe[:5])
+                    except ProfileError:  # its owner deleted it between the check and the load (planned)
+                        continue
                     ops += 2
             store.list()
             ops += 1
