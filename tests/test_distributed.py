@@ -83,13 +83,16 @@ QUICK_RUN = ["hidden=8", "dropout=0", "pretrain_epochs=2", "meta_steps=6", "meta
 
 
 @pytest.mark.slow
-def test_torchrun_meta_train_ends_with_the_weights_of_one_process(tiny_dir, tmp_path):
-    """The console entry point under torchrun (second-order MAML, 2 ranks) and one in-process run."""
-    sets = [a for item in QUICK_RUN for a in ("--set", item)]
+@pytest.mark.parametrize("extra", [[], ["refit=true"]], ids=["validated", "refit"])
+def test_torchrun_meta_train_ends_with_the_weights_of_one_process(tiny_dir, tmp_path, extra):
+    """The console entry point under torchrun (second-order MAML, 2 ranks) and one in-process run;
+    with `refit`, every rank refits for the meta-step count rank 0 selected."""
+    overrides = QUICK_RUN + extra
+    sets = [a for item in overrides for a in ("--set", item)]
     done = torchrun(["-m", "piaa", "meta-train", "--method", "maml", "--data", str(tiny_dir), "--out", str(tmp_path / "two"),
                      "--seed", "5", "--no-progress", *sets], cwd=HERE.parent)
     assert done.stdout.count("run saved to") == 1  # rank 0 reports, rank 1 stays quiet
-    meta_train("maml", tiny_dir, out=tmp_path / "one", seed=5, overrides=QUICK_RUN)
+    meta_train("maml", tiny_dir, out=tmp_path / "one", seed=5, overrides=overrides)
     one = load_file(str(tmp_path / "one" / "weights.safetensors"))
     two = load_file(str(tmp_path / "two" / "weights.safetensors"))
     assert one.keys() == two.keys()

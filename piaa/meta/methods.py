@@ -304,9 +304,8 @@ class MetaLearnedHead(Method):
         """Pre-train and meta-train again on every training rating for the selected number of meta-steps
         (no validation left to select with); the step sizes chosen on validation raters stay."""
         selected = int(next(e for e in reversed(self.fit_log) if "selected_step" in e)["selected_step"])
-        group = distributed.current()
-        if group.active:  # the step-0 check ran on rank 0 only: every rank refits for rank 0's count
-            selected = int(distributed.broadcast_float(float(selected) if group.is_main else None, group))
+        # the step-0 check ran on rank 0 only: every rank refits for rank 0's count
+        selected = int(distributed.broadcast_floats(selected, distributed.current())[0])
         self._prepare(data, {r.user for r in raters}, raters, seed, progress)
         state, _ = self._meta_train(data.features, raters, selected, None, seed, progress, None, "")
         self.meta = state.best
