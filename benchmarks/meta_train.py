@@ -33,6 +33,7 @@ from _meta_setup import best_time, best_times, demo_meta_batch  # noqa: E402
 from _report import write_section  # noqa: E402
 
 from piaa.errors import PiaaError  # noqa: E402
+from piaa.heap import keep_freed_memory  # noqa: E402
 from piaa.meta import MAML, InnerAdam, InnerSGD, Reptile, weighted_mse  # noqa: E402
 from piaa.meta.engines import meta_gradient_fn  # noqa: E402
 
@@ -225,6 +226,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as piaa's meta-training does (piaa.heap); every implementation runs under it
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     repeats = 5 if args.quick else 30
     peak = matmul_peak(repeats)

@@ -92,6 +92,15 @@ def step_inplace(opt: InnerOptimizer, params: list[torch.Tensor], grads: list[to
     state["t"] += 1
     t, b1, b2 = state["t"], opt.beta1, opt.beta2
     m, v = state["m_list"], state["v_list"]
+    if lrs is None and _FUSED_ADAM is not None and all(p.is_contiguous() for p in params):
+        # torch's one-pass Adam kernel (5x fewer passes over memory). Its formula adds eps after the
+        # bias correction of sqrt(v); passing eps / sqrt(1 − β2^t) makes it this optimiser's. It walks
+        # raw memory, so every tensor must share its parameter's (contiguous) layout.
+        grads = [g.contiguous() for g in grads]
+        steps = [torch.full((), float(t)) for _ in params]
+        _FUSED_ADAM(params, grads, m, v, [], steps, lr=opt.lr, beta1=b1, beta2=b2, weight_decay=0.0,
+                    eps=opt.eps / math.sqrt(1 - b2**t), amsgrad=False, maximize=False)
+        return
     torch._foreach_mul_(m, b1)
     torch._foreach_add_(m, grads, alpha=1 - b1)
     torch._foreach_mul_(v, b2)
@@ -103,6 +112,9 @@ def step_inplace(opt: InnerOptimizer, params: list[torch.Tensor], grads: list[to
         torch._foreach_addcdiv_(params, m, denom, value=-opt.lr * scale)
     else:
         torch._foreach_sub_(params, torch._foreach_mul(torch._foreach_div(m, denom), [lr * scale for lr in lrs]))
+
+
+_FUSED_ADAM = getattr(torch, "_fused_adam_", None)  # private but stable since torch 2.4 (CPU); None: foreach path
 
 
 def make_inner(name: str, lr: float) -> InnerOptimizer:

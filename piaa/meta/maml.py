@@ -5,6 +5,8 @@ the inner gradients as constants (first-order MAML), so the meta-gradient is the
 at the adapted weights. `adapt` names the parameters the inner loop changes (all by default; ANIL
 adapts only the last layer); the others are shared by every task and still get a meta-gradient.
 A ``lrs`` group in the meta-parameters (Meta-SGD) replaces the scalar inner step size.
+For the score head the presets train, the meta-gradient is computed in closed form
+(`piaa.meta.closed_form`: same numbers, a fraction of the time); `closed_form=False` forces autograd.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Collection
 import torch
 
 from piaa.meta.core import Loss, Meta, MetaStep, Params, TaskBatch, check_functional, inner_loop, layout_of, leaves, task_losses, weighted_mse
-from piaa.meta.inner import InnerOptimizer
+from piaa.meta.closed_form import adapt_in_place, maml_sgd, plan_for, query_pass
+from piaa.meta.inner import InnerOptimizer, InnerSGD
 
 
 @dataclass
@@ -26,6 +29,7 @@ class MAML:
     first_order: bool = False
     loss: Loss = weighted_mse
     adapt: Collection[str] | None = None  # parameter names the inner loop updates (None: all)
+    closed_form: bool = True  # use piaa.meta.closed_form where it applies (False: always autograd)
 
     def __post_init__(self) -> None:
         check_functional(self.module)
@@ -43,6 +47,9 @@ class MAML:
 
     def meta_gradient(self, meta: Meta, buffers: Params, batch: TaskBatch, inner_state: dict | None = None) -> MetaStep:
         """Mean meta-gradient over the batch's tasks (the inner state is not carried: None in, None out)."""
+        closed = self._closed_form(meta, buffers, batch)
+        if closed is not None:
+            return closed
         meta = leaves(meta)
         params, lrs = meta["params"], meta.get("lrs")
         names = self.adapted_names(params)
@@ -62,3 +69,18 @@ class MAML:
             out[g][k] = d if d is not None else torch.zeros_like(v)
         return MetaStep(out, qloss.detach(), None)
 
+
+    def _closed_form(self, meta: Meta, buffers: Params, batch: TaskBatch) -> MetaStep | None:
+        """The meta-step from `piaa.meta.closed_form`, or None where it does not apply (second-order
+        Adam, Meta-SGD, a partial inner loop, another module or loss)."""
+        plan = plan_for(self.module, self.loss, self.inner, adapt=self.adapt, lrs=meta.get("lrs")) if self.closed_form else None
+        if plan is None or (not self.first_order and not isinstance(self.inner, InnerSGD)):
+            return None
+        params = {k: v.detach() for k, v in meta["params"].items()}
+        if isinstance(self.inner, InnerSGD):
+            grads, qloss = maml_sgd(plan, params, buffers, batch, self.inner.lr, self.steps, self.first_order)
+        else:
+            fast = {k: v.clone(memory_format=torch.contiguous_format) for k, v in layout_of(self.module).stack(params, len(batch)).items()}
+            adapt_in_place(plan, fast, buffers, [batch.support], self.inner, self.inner.init(fast), self.steps)
+            grads, qloss = query_pass(plan, fast, buffers, batch, gradient=True)
+        return MetaStep({"params": grads}, qloss, None)

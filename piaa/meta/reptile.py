@@ -4,7 +4,8 @@ No query-loss gradient: the meta-"gradient" is θ − θ', the step that moves t
 weights adapted on the support set (and, with `query_phase`, then on the query set: BLG-PIAA).
 With an outer SGD step size ε this is θ ← θ + ε(θ' − θ). The inner optimiser's state (BLG-PIAA's
 Adam moments) can be carried from one meta-batch to the next: pass the previous step's
-`inner_state` back in.
+`inner_state` back in. For the score head the presets train, the inner loop runs in closed form
+(`piaa.meta.closed_form`, in place, same numbers); `closed_form=False` forces autograd.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from piaa.meta.core import Loss, Meta, MetaStep, Params, TaskBatch, check_functional, inner_loop, layout_of, task_losses, weighted_mse
+from piaa.meta.closed_form import adapt_in_place, plan_for, query_pass
 from piaa.meta.inner import InnerOptimizer
 
 
@@ -24,6 +26,7 @@ class Reptile:
     steps: int
     query_phase: bool = False
     loss: Loss = weighted_mse
+    closed_form: bool = True  # use piaa.meta.closed_form where it applies (False: always autograd)
 
     def __post_init__(self) -> None:
         check_functional(self.module)
@@ -39,12 +42,18 @@ class Reptile:
         state = inner_state if inner_state is not None else self.inner.init(params)
         state = {k: ({m: t.expand(n, *t.shape) for m, t in layout.to_layout({m: t.detach() for m, t in v.items()}).items()}
                      if isinstance(v, dict) else v) for k, v in state.items()}
-        losses = task_losses(self.module, buffers, self.loss, layout=layout)
-        fast = {k: v.detach().clone().requires_grad_(True) for k, v in layout.stack(params, n).items()}
         phases = [batch.support] + ([batch.query] if self.query_phase else [])
-        fast, state = inner_loop(losses, fast, self.inner, state, phases, self.steps, graph="none")
-        with torch.no_grad():
-            qloss = losses(fast, *batch.query).mean()
+        plan = plan_for(self.module, self.loss, self.inner) if self.closed_form else None
+        if plan is not None:
+            fast = {k: v.detach().clone(memory_format=torch.contiguous_format) for k, v in layout.stack(params, n).items()}
+            state = adapt_in_place(plan, fast, buffers, phases, self.inner, state, self.steps)
+            _, qloss = query_pass(plan, fast, buffers, batch, gradient=False)
+        else:
+            losses = task_losses(self.module, buffers, self.loss, layout=layout)
+            fast = {k: v.detach().clone().requires_grad_(True) for k, v in layout.stack(params, n).items()}
+            fast, state = inner_loop(losses, fast, self.inner, state, phases, self.steps, graph="none")
+            with torch.no_grad():
+                qloss = losses(fast, *batch.query).mean()
         adapted = layout.from_layout({k: v.detach() for k, v in fast.items()})
         grads = {k: (params[k].detach() - adapted[k]).mean(0) for k in params}
         end = {k: ({m: t.contiguous() for m, t in layout.from_layout({m: t.mean(0) for m, t in v.items()}).items()}

@@ -44,12 +44,13 @@ def _batch() -> TaskBatch:
 
 
 ALGORITHMS = {
-    "maml-sgd-second": lambda m: MAML(m, InnerSGD(0.3), 3),
-    "maml-sgd-first": lambda m: MAML(m, InnerSGD(0.3), 3, first_order=True),
+    # closed_form=False: the head would otherwise take piaa.meta.closed_form (tests/meta/test_closed_form.py)
+    "maml-sgd-second": lambda m: MAML(m, InnerSGD(0.3), 3, closed_form=False),
+    "maml-sgd-first": lambda m: MAML(m, InnerSGD(0.3), 3, first_order=True, closed_form=False),
     "maml-adam-second": lambda m: MAML(m, InnerAdam(0.01), 3),
     "meta-sgd": lambda m: MetaSGD(m, InnerSGD(0.3), 2),
     "anil": lambda m: ANIL(m, InnerSGD(0.3), 3),
-    "reptile-adam-support-query": lambda m: Reptile(m, InnerAdam(0.01), 2, query_phase=True),
+    "reptile-adam-support-query": lambda m: Reptile(m, InnerAdam(0.01), 2, query_phase=True, closed_form=False),
 }
 
 
