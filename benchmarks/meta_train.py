@@ -172,23 +172,40 @@ def learn2learn_fn(algorithm):
         return None
 
 
+def _path(algorithm, model) -> str:
+    """Which implementation the engine runs for this case."""
+    from piaa.meta.closed_form import plan_for  # noqa: PLC0415
+
+    if plan_for(model, algorithm.loss, algorithm.inner) is None:
+        return "autograd"
+    if isinstance(algorithm, MAML) and not algorithm.first_order and not isinstance(algorithm.inner, InnerSGD):
+        return "autograd"
+    return "closed form"
+
+
 def throughput(repeats: int, peak: float) -> str:
     batch, model, theta, buffers = demo_meta_batch(80, 80)
     n = len(batch)
     lines = [
         f"Meta-gradient throughput, raters/second (meta-batch of {n} demo raters, 80 support + 80 query images, "
-        f"5 inner steps, head 256→128→64→1, float32; best CPU time of {repeats}, interleaved). `engine` = piaa.meta's batched "
-        "functional core (stacked per-rater parameters, batched matrix products, autograd); `higher` = one "
+        f"5 inner steps, head 256→128→64→1, float32; best CPU time of {repeats}, interleaved). `engine` = piaa.meta's "
+        "default engine: for this head the closed form of `piaa.meta.closed_form` where it applies (hand-written "
+        "reverse pass; an SGD inner loop moves the first layer through Gram products, so it does fewer matrix-product "
+        "FLOPs than the references), elsewhere autograd through the batched functional core (`path`). `higher` = one "
         "`higher.innerloop_ctx` per rater, the straightforward loop; `learn2learn` = its MAML `clone()`/`adapt()` per "
-        "rater (`engine=learn2learn`; SGD only; – where learn2learn is not installed or cannot run the case). "
-        "Both references do the same matrix-product FLOPs as the engine.",
+        "rater (`engine=learn2learn`; SGD only; – where learn2learn is not installed or cannot run the case). The "
+        "engine's results equal autograd's (tests/meta/test_closed_form.py).",
         "",
-        "| inner | order | engine (raters/s) | higher (raters/s) | learn2learn (raters/s) | engine / higher | engine GFLOP/s | higher GFLOP/s | peak / higher GFLOP/s | matmul share of time, engine / higher |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| inner | order | path | engine (raters/s) | higher (raters/s) | learn2learn (raters/s) | engine / higher | "
+        "matmul MFLOP per meta-batch, engine / higher | engine GFLOP/s | higher GFLOP/s | engine at peak / higher | "
+        "matmul share of time, engine / higher |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     cases = [("sgd", InnerSGD(0.05), torch.optim.SGD, "second"), ("sgd", InnerSGD(0.05), torch.optim.SGD, "first"),
+             ("sgd", InnerSGD(0.05), torch.optim.SGD, "reptile"),
              ("adam", InnerAdam(1e-3), torch.optim.Adam, "second"), ("adam", InnerAdam(1e-3), torch.optim.Adam, "first"),
              ("adam", InnerAdam(1e-3), torch.optim.Adam, "reptile")]
+    labels = {"second": "second (maml)", "first": "first (fomaml)"}
     for opt_name, inner, ref_opt, order in cases:
         if order == "reptile":
             algorithm = Reptile(model, inner, 5, query_phase=True)
@@ -207,15 +224,22 @@ def throughput(repeats: int, peak: float) -> str:
         ours, ref = n / times[0], n / times[1]
         l2l_rate = f"{n / times[2]:.0f}" if l2l else "–"
         f_ours, f_ref = flops(engine) / 1e9, flops(reference) / 1e9
-        label = "reptile, support + query (blg-piaa)" if order == "reptile" else order
-        lines.append(f"| {opt_name} | {label} | {ours:.0f} | {ref:.0f} | {l2l_rate} | {ours / ref:.1f}x | {f_ours / times[0]:.1f} | "
-                     f"{f_ref / times[1]:.1f} | {peak / (f_ref / times[1]):.1f}x | {matmul_share(engine):.0%} / {matmul_share(reference):.0%} |")
+        if order == "reptile":
+            label = "reptile, support + query (" + ("blg-piaa" if opt_name == "adam" else "blg-piaa-tuned") + ")"
+        else:
+            label = labels[order] if opt_name == "sgd" else order
+        bound = times[1] / (f_ours / peak)
+        lines.append(f"| {opt_name} | {label} | {_path(algorithm, model)} | {ours:.0f} | {ref:.0f} | {l2l_rate} | {ours / ref:.1f}x | "
+                     f"{f_ours * 1e3:.0f} / {f_ref * 1e3:.0f} | {f_ours / times[0]:.1f} | {f_ref / times[1]:.1f} | {bound:.1f}x | "
+                     f"{matmul_share(engine):.0%} / {matmul_share(reference):.0%} |")
         print(lines[-1], flush=True)
     lines += ["", f"Matrix-product peak of this machine (1024×1024 float32, same thread count, best CPU time): {peak:.1f} GFLOP/s. "
-              "`peak / higher GFLOP/s` bounds engine / higher: both do the same matrix-product FLOPs, so an engine running "
-              "every FLOP at the peak would be that much faster than `higher`, no more. The matmul share (torch.profiler "
-              "self time in mm/addmm/bmm/baddbmm, fastest of 3 profiled calls) says where the time goes: the rest is "
-              "element-wise work (the inner optimiser's update, activations and their derivatives), autograd and Python."]
+              "`engine at peak / higher` bounds engine / higher: the speed-up an engine would have if it ran its own "
+              "matrix-product FLOPs at the peak with nothing else to do. The matmul share (torch.profiler self time in "
+              "mm/addmm/bmm/baddbmm, fastest of 3 profiled calls) says where the time goes: the rest is element-wise work "
+              "(the inner optimiser's update, activations and their derivatives), autograd and Python. Every implementation "
+              "runs under the allocator setting piaa's meta-training uses (`piaa.heap.keep_freed_memory`: freed blocks stay "
+              "in the process instead of being faulted in again at every meta-step)."]
     return "\n".join(lines)
 
 

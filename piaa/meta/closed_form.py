@@ -129,7 +129,7 @@ class _Pass:
     """One support pass at given weights: what the inner gradient and its reverse pass need."""
 
     hs: list[torch.Tensor]  # hidden activations h_1 .. h_{L-1}
-    masks: list[torch.Tensor]  # d h / d a for each hidden block (ReLU mask × dropout scale)
+    masks: list[torch.Tensor | None]  # d h / d a per hidden block (ReLU mask × dropout scale); None: h > 0
     p: torch.Tensor  # sigmoid output [tasks, rows, 1]
     gs: list[torch.Tensor]  # d loss / d pre-activation of each layer (g_0 .. g_{L-1})
     dw: list[torch.Tensor | None]  # d loss / d W_l for l ≥ 1 ([tasks, in, out])
@@ -139,14 +139,21 @@ class _Pass:
 def _hidden(plan: HeadPlan, a0: torch.Tensor, ws: list, bs: list) -> tuple[list, list, torch.Tensor]:
     hs, masks, a = [], [], a0
     for layer in range(1, plan.layers):
-        mask = torch.gt(a, 0).to(a.dtype)
-        if plan.dropouts[layer - 1] is not None:  # the same draw nn.Dropout makes on the activations
-            mask = F.dropout(mask, plan.dropouts[layer - 1], plan.training, inplace=True)
-        h = a * mask
+        h = torch.relu(a)
+        mask = None  # ReLU alone: its derivative is h > 0, read off h where needed
+        p = plan.dropouts[layer - 1]
+        if p is not None and plan.training and p > 0:  # the same draw nn.Dropout makes on the activations
+            mask = F.dropout(torch.sign(h), p, True, inplace=True)
+            h = a * mask
         hs.append(h)
         masks.append(mask)
         a = _linear(h, ws[layer], bs[layer])
     return hs, masks, a
+
+
+def _masked(x: torch.Tensor, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """x ⊙ d h / d a: the mask (in place into x), or, for a plain ReLU, x where h > 0 (one pass)."""
+    return torch.ops.aten.threshold_backward(x, h, 0.0) if mask is None else x.mul_(mask)
 
 
 def _support_pass(plan: HeadPlan, a0: torch.Tensor, ws: list, bs: list, y: torch.Tensor, c: torch.Tensor) -> _Pass:
@@ -165,7 +172,7 @@ def _support_pass(plan: HeadPlan, a0: torch.Tensor, ws: list, bs: list, y: torch
     for layer in range(layers - 1, 0, -1):
         dw[layer] = _tn(hs[layer - 1], g)
         db[layer] = g.sum(1, keepdim=True)
-        g = _mm(g, ws[layer].transpose(-1, -2)).mul_(masks[layer - 1])
+        g = _masked(_mm(g, ws[layer].transpose(-1, -2)), hs[layer - 1], masks[layer - 1])
         gs[layer - 1] = g
     db[0] = g.sum(1, keepdim=True)
     return _Pass(hs, masks, p, gs, dw, db)
@@ -232,7 +239,7 @@ def _maml_sgd(plan, params, buffers, batch, lr, steps, first_order):
     for layer in range(layers - 1, 0, -1):  # reverse of the query forward pass
         w_bar[layer] = _tn(hq[layer - 1], a_bar)
         b_bar[layer] = a_bar.sum(1, keepdim=True)
-        a_bar = _mm(a_bar, ws[layer].transpose(-1, -2)).mul_(mq[layer - 1])
+        a_bar = _masked(_mm(a_bar, ws[layer].transpose(-1, -2)), hq[layer - 1], mq[layer - 1])
     aq_bar = a_bar
     as_bar = None
     if not first_order and steps:
@@ -269,7 +276,7 @@ def _reverse_step(plan, sp: _Pass, ws, ys, cs, kss, lr, d_bar, as_bar, w_bar, b_
         h_bar[layer - 1] = _mm(sp.gs[layer], w_bar[layer].transpose(1, 2), -lr)
     w_bar, b_bar = list(w_bar), list(b_bar)
     for layer in range(1, layers):  # g_{l-1} = (g_l W_lᵀ) ⊙ mask_{l-1}
-        u = g_bar[layer - 1].mul_(sp.masks[layer - 1])  # g_bar[l-1] is not needed after this
+        u = _masked(g_bar[layer - 1], sp.hs[layer - 1], sp.masks[layer - 1])  # g_bar[l-1] is not needed after this
         g_bar[layer] = _add_mm(g_bar[layer], u, ws[layer], inplace=True)
         w_bar[layer] = _add_mm(w_bar[layer], u.transpose(1, 2), sp.gs[layer])
     p = sp.p
@@ -278,7 +285,7 @@ def _reverse_step(plan, sp: _Pass, ws, ys, cs, kss, lr, d_bar, as_bar, w_bar, b_
     for layer in range(layers - 1, 0, -1):  # the forward pass at these weights
         w_bar[layer] = _add_mm(w_bar[layer], sp.hs[layer - 1].transpose(1, 2), a_bar)
         b_bar[layer] = b_bar[layer] + a_bar.sum(1, keepdim=True)
-        a_bar = _add_mm(h_bar[layer - 1], a_bar, ws[layer].transpose(-1, -2), inplace=True).mul_(sp.masks[layer - 1])
+        a_bar = _masked(_add_mm(h_bar[layer - 1], a_bar, ws[layer].transpose(-1, -2), inplace=True), sp.hs[layer - 1], sp.masks[layer - 1])
     as_bar = a_bar if as_bar is None else as_bar.add_(a_bar)
     return as_bar, w_bar, b_bar
 

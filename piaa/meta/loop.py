@@ -21,6 +21,7 @@ import torch
 
 from piaa import distributed
 from piaa.errors import RunError
+from piaa.heap import keep_freed_memory
 from piaa.meta.checkpoint import load_checkpoint, save_checkpoint
 from piaa.meta.core import Meta, MetaStep, Params, TaskBatch, clone, flatten, unflatten
 from piaa.one_se import mean_score
@@ -189,8 +190,10 @@ def run_meta_training(
     `score` (higher is better, e.g. validation SROCC per validation rater) drives model selection
     and early stopping by the one-SE rule; the starting point competes too. A score of one number
     makes the rule a plain argmax (ties: the earlier step). With `checkpoint_dir`, a checkpoint of
-    the same `fingerprint` is resumed.
+    the same `fingerprint` is resumed. Turns on `piaa.heap.keep_freed_memory` (process-wide): every
+    meta-step frees and reallocates the same buffers.
     """
+    keep_freed_memory()
     buffers = dict(buffers or {})
     resumed = resume(state, checkpoint_dir, fingerprint)
     distributed.agree(state.step, "meta-step to resume from", distributed.current())

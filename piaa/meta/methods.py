@@ -43,7 +43,6 @@ from piaa.meta.validation import Validator, episode_groups
 from piaa.method import Method, MethodConfig, UserModel
 from piaa.nn import as_tensor
 from piaa.registry import register_method
-from piaa.heap import keep_freed_memory
 from piaa.seeding import torch_seeded
 from piaa.tasks.format import Rater, RaterDataset
 from piaa.tasks.holdout import SPLITS, validation_split
@@ -284,7 +283,6 @@ class MetaLearnedHead(Method):
         """Meta-train the prepared module on `raters` for up to `steps` meta-steps (model selection by
         `validator` when given); returns the final state and the step-0 prior."""
         cfg = self.config
-        keep_freed_memory()  # a meta-step frees and reallocates the same buffers: keep them (piaa.heap)
         algorithm = self._algorithm(self.module)
         try:
             meta_gradient = meta_gradient_fn(algorithm, cfg.engine)
