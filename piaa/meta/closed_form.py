@@ -1,8 +1,9 @@
-"""Closed-form inner gradients and a hand-written meta-gradient for the score head.
+"""Closed-form inner gradients and a hand-written meta-gradient for ReLU MLP regressors.
 
 Why: on the demo shapes autograd spends most of a meta-step building, walking and double-walking
 graphs of small operations. For the head every preset meta-trains (standardise, then Linear → ReLU
-(→ Dropout) blocks, a Linear to one output, a sigmoid, weighted MSE) the inner gradient has a
+(→ Dropout) blocks, a Linear to one output, a sigmoid, weighted MSE), and for a plain MLP of the same
+blocks with a squared-error loss (Finn et al.'s sinusoid regressor), the inner gradient has a
 closed form, and so has the reverse pass of an unrolled inner loop. Writing both out lets the
 engine do only the matrix products, and fewer of them:
 
@@ -37,16 +38,16 @@ from piaa.meta.inner import InnerAdam, InnerSGD, step_inplace
 
 @dataclass(frozen=True)
 class HeadPlan:
-    """Where the head keeps what the closed form needs: Linear weight and bias names in order, the
-    dropout probability after each hidden block (None: no Dropout layer), the standardiser's buffers,
-    and whether the module is in train mode (dropout active)."""
+    """Where the module keeps what the closed form needs: Linear weight and bias names in order, the
+    dropout probability after each hidden block (None: no Dropout layer), whether the module is in
+    train mode (dropout active), the standardiser's buffers and the output's link."""
 
     weights: tuple[str, ...]
     biases: tuple[str, ...]
     dropouts: tuple[float | None, ...]
-    mean: str
-    scale: str
     training: bool
+    standardize: tuple[str, str] | None  # the standardiser's (mean, scale) buffers; None: inputs as they are
+    sigmoid: bool  # output through a sigmoid (the score head) or as it is (a plain MLP)
 
     @property
     def layers(self) -> int:
@@ -54,22 +55,33 @@ class HeadPlan:
 
 
 def plan_for(module: nn.Module, loss, inner, *, adapt=None, lrs=None) -> HeadPlan | None:
-    """The plan for `module` if the closed form computes exactly what autograd would, else None."""
+    """The plan for `module` if the closed form computes exactly what autograd would, else None.
+
+    Modules: the score head, or a plain `nn.Sequential` of Linear → ReLU (→ Dropout) blocks ending in a
+    Linear with one output. Losses: one declaring ``squared_error = True``, i.e. Σ w·(pred − y)² / Σ w over
+    a task's rows (`weighted_mse`, the sinusoid example's `mse`).
+    """
     from piaa.meta.model import ScoreHead  # noqa: PLC0415  (model imports piaa.nn only; keep core light)
 
-    if type(module) is not ScoreHead or loss is not weighted_mse or adapt is not None or lrs is not None:
+    if not getattr(loss, "squared_error", False) or adapt is not None or lrs is not None:
         return None
     if not isinstance(inner, (InnerSGD, InnerAdam)):
         return None
+    if type(module) is ScoreHead:
+        body, prefix, standardize, sigmoid = module.body, "body.", ("standardize.mean", "standardize.scale"), True
+    elif type(module) is nn.Sequential:
+        body, prefix, standardize, sigmoid = module, "", None, False
+    else:
+        return None
     weights, biases, dropouts = [], [], []
-    children = list(module.body.named_children())
+    children = list(body.named_children())
     i = 0
     while i < len(children):
         name, layer = children[i]
         if type(layer) is not nn.Linear or layer.bias is None:
             return None
-        weights.append(f"body.{name}.weight")
-        biases.append(f"body.{name}.bias")
+        weights.append(f"{prefix}{name}.weight")
+        biases.append(f"{prefix}{name}.bias")
         i += 1
         if i == len(children):
             break
@@ -81,9 +93,9 @@ def plan_for(module: nn.Module, loss, inner, *, adapt=None, lrs=None) -> HeadPla
             p = float(children[i][1].p)
             i += 1
         dropouts.append(p)
-    if len(weights) < 2 or module.body[-1].out_features != 1 or len(dropouts) != len(weights) - 1:
+    if len(weights) < 2 or body[-1].out_features != 1 or len(dropouts) != len(weights) - 1:
         return None
-    return HeadPlan(tuple(weights), tuple(biases), tuple(dropouts), "standardize.mean", "standardize.scale", module.training)
+    return HeadPlan(tuple(weights), tuple(biases), tuple(dropouts), module.training, standardize, sigmoid)
 
 
 # -- products over a leading task axis. The second operand is stacked ([tasks, k, n]) or shared by
@@ -130,7 +142,7 @@ class _Pass:
 
     hs: list[torch.Tensor]  # hidden activations h_1 .. h_{L-1}
     masks: list[torch.Tensor | None]  # d h / d a per hidden block (ReLU mask × dropout scale); None: h > 0
-    p: torch.Tensor  # sigmoid output [tasks, rows, 1]
+    p: torch.Tensor  # prediction [tasks, rows, 1]
     gs: list[torch.Tensor]  # d loss / d pre-activation of each layer (g_0 .. g_{L-1})
     dw: list[torch.Tensor | None]  # d loss / d W_l for l ≥ 1 ([tasks, in, out])
     db: list[torch.Tensor]  # d loss / d b_l ([tasks, 1, out])
@@ -162,8 +174,8 @@ def _support_pass(plan: HeadPlan, a0: torch.Tensor, ws: list, bs: list, y: torch
     c = 2w / Σw per row (d loss / d prediction = c (p − y)); y and c are [tasks, rows, 1].
     """
     hs, masks, o = _hidden(plan, a0, ws, bs)
-    p = torch.sigmoid(o)
-    g = c * (p - y) * p * (1 - p)
+    p = _link(plan, o)
+    g = _link_adjoint(plan, p, y, c)
     layers = plan.layers
     gs: list = [None] * layers
     dw: list = [None] * layers
@@ -178,13 +190,25 @@ def _support_pass(plan: HeadPlan, a0: torch.Tensor, ws: list, bs: list, y: torch
     return _Pass(hs, masks, p, gs, dw, db)
 
 
-def _rows(batch_part: tuple[torch.Tensor, torch.Tensor, torch.Tensor], mean: torch.Tensor, scale: torch.Tensor):
-    """(z, y, c): standardised features, targets and loss weights c = 2w / Σw, as the closed form uses them."""
+def _rows(plan: HeadPlan, batch_part: tuple[torch.Tensor, torch.Tensor, torch.Tensor], buffers: Params):
+    """(z, y, c): the first layer's (standardised) inputs, targets as [tasks, rows, 1] and loss weights
+    c = 2w / Σw (d loss / d prediction = c (p − y)), as the closed form uses them."""
     x, y, w = batch_part
-    inv = 1 / scale
-    z = torch.addcmul(-mean * inv, x, inv)  # (x − mean) / scale in one pass
+    z = x
+    if plan.standardize is not None:
+        inv = 1 / buffers[plan.standardize[1]]
+        z = torch.addcmul(-buffers[plan.standardize[0]] * inv, x, inv)  # (x − mean) / scale in one pass
     c = 2 * w / w.sum(-1, keepdim=True).clamp_min(1e-12)
-    return z, y.unsqueeze(-1), c.unsqueeze(-1)
+    return z, (y if y.dim() == 3 else y.unsqueeze(-1)), c.unsqueeze(-1)
+
+
+def _link(plan: HeadPlan, o: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(o) if plan.sigmoid else o
+
+
+def _link_adjoint(plan: HeadPlan, p: torch.Tensor, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """d loss / d o from d loss / d p = c (p − y)."""
+    return c * (p - y) * p * (1 - p) if plan.sigmoid else c * (p - y)
 
 
 def _gram(za: torch.Tensor, zb: torch.Tensor) -> torch.Tensor:
@@ -206,9 +230,8 @@ def maml_sgd(plan: HeadPlan, params: Params, buffers: Params, batch: TaskBatch, 
 
 def _maml_sgd(plan, params, buffers, batch, lr, steps, first_order):
     n = len(batch)
-    mean, scale = buffers[plan.mean], buffers[plan.scale]
-    zs, ys, cs = _rows(batch.support, mean, scale)
-    zq, yq, cq = _rows(batch.query, mean, scale)
+    zs, ys, cs = _rows(plan, batch.support, buffers)
+    zq, yq, cq = _rows(plan, batch.query, buffers)
     w0, b0 = params[plan.weights[0]], params[plan.biases[0]]
     a_s = _linear(zs, w0.t(), b0)
     a_q0 = _linear(zq, w0.t(), b0)
@@ -229,13 +252,13 @@ def _maml_sgd(plan, params, buffers, batch, lr, steps, first_order):
         bs = [None] + [torch.add(b, d, alpha=-lr) for b, d in zip(bs[1:], sp.db[1:])]
     a_q = a_q0 if d_sum is None else torch.baddbmm(a_q0, kqs, d_sum, alpha=-lr)
     hq, mq, oq = _hidden(plan, a_q, ws, bs)
-    pq = torch.sigmoid(oq)
+    pq = _link(plan, oq)
     qloss = _query_loss(pq, yq, batch.wq).mean()
 
     layers = plan.layers
     w_bar: list = [None] * layers
     b_bar: list = [None] * layers
-    a_bar = (cq / n) * (pq - yq) * pq * (1 - pq)
+    a_bar = _link_adjoint(plan, pq, yq, cq / n)
     for layer in range(layers - 1, 0, -1):  # reverse of the query forward pass
         w_bar[layer] = _tn(hq[layer - 1], a_bar)
         b_bar[layer] = a_bar.sum(1, keepdim=True)
@@ -280,8 +303,11 @@ def _reverse_step(plan, sp: _Pass, ws, ys, cs, kss, lr, d_bar, as_bar, w_bar, b_
         g_bar[layer] = _add_mm(g_bar[layer], u, ws[layer], inplace=True)
         w_bar[layer] = _add_mm(w_bar[layer], u.transpose(1, 2), sp.gs[layer])
     p = sp.p
-    s = p * (1 - p)
-    a_bar = g_bar[-1] * cs * s * (s + (p - ys) * (1 - 2 * p))  # d g_out / d o
+    if plan.sigmoid:  # g_out = c (p − y) p (1 − p): its derivative in o
+        s = p * (1 - p)
+        a_bar = g_bar[-1] * cs * s * (s + (p - ys) * (1 - 2 * p))
+    else:  # g_out = c (o − y)
+        a_bar = g_bar[-1] * cs
     for layer in range(layers - 1, 0, -1):  # the forward pass at these weights
         w_bar[layer] = _add_mm(w_bar[layer], sp.hs[layer - 1].transpose(1, 2), a_bar)
         b_bar[layer] = b_bar[layer] + a_bar.sum(1, keepdim=True)
@@ -296,7 +322,6 @@ def adapt_in_place(plan: HeadPlan, fast: Params, buffers: Params, phases, inner,
     first layer through Gram products within a phase and forms its weights once at the phase's end.
     `state` is the inner optimiser's (Adam moments as `m`/`v` dicts in the same layout); returns it."""
     with torch.no_grad():
-        mean, scale = buffers[plan.mean], buffers[plan.scale]
         ws = [fast[k] for k in plan.weights]
         bs = [fast[k] for k in plan.biases]
         names = list(plan.weights) + list(plan.biases)
@@ -307,7 +332,7 @@ def adapt_in_place(plan: HeadPlan, fast: Params, buffers: Params, phases, inner,
         else:
             state = {"t": state["t"]}
         for part in phases:
-            z, y, c = _rows(part, mean, scale)
+            z, y, c = _rows(plan, part, buffers)
             if sgd and steps > 1:
                 a = torch.baddbmm(bs[0], z, ws[0])
                 kzz = _gram(z, z)
@@ -335,13 +360,13 @@ def query_pass(plan: HeadPlan, fast: Params, buffers: Params, batch: TaskBatch, 
     meta-gradient)."""
     with torch.no_grad():
         n = len(batch)
-        zq, yq, cq = _rows(batch.query, buffers[plan.mean], buffers[plan.scale])
+        zq, yq, cq = _rows(plan, batch.query, buffers)
         ws = [fast[k] for k in plan.weights]
         bs = [fast[k] for k in plan.biases]
         a = torch.baddbmm(bs[0], zq, ws[0])
         if not gradient:
             _, _, o = _hidden(plan, a, ws, bs)
-            return None, _query_loss(torch.sigmoid(o), yq, batch.wq).mean()
+            return None, _query_loss(_link(plan, o), yq, batch.wq).mean()
         sp = _support_pass(plan, a, ws, bs, yq, cq / n)
         grads = {plan.weights[0]: torch.mm(sp.gs[0].reshape(-1, sp.gs[0].shape[-1]).t(), zq.reshape(-1, zq.shape[-1]))}
         for layer in range(1, plan.layers):

@@ -37,6 +37,7 @@ def weighted_mse(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.
 
 
 weighted_mse.batched = True  # type: ignore[attr-defined]  # see task_losses
+weighted_mse.squared_error = True  # type: ignore[attr-defined]  # Σ w (pred − y)² / Σ w: piaa.meta.closed_form may take it
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ def mse(pred: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 mse.batched = True  # it reduces trailing axes only, so it also takes a leading task axis
+mse.squared_error = True  # a weighted squared error: the engine may use piaa.meta.closed_form
 
 
 def network(seed: int, hidden: int = 40) -> nn.Module:

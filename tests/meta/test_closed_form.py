@@ -14,6 +14,7 @@ from piaa.meta.core import weighted_mse
 from piaa.meta.inner import InnerAdam as Adam
 from piaa.meta.inner import step_inplace
 from piaa.meta.model import ScoreHead
+from piaa.meta.sinusoid import mse as sinusoid_mse
 
 DT = torch.float64
 
@@ -28,10 +29,25 @@ def _head(hidden=(7, 5), dropout=0.0) -> ScoreHead:
     return head
 
 
-def _batch(tasks=3, support=9, query=6) -> TaskBatch:
+def _mlp(hidden=(7, 5), dropout=0.0) -> nn.Sequential:
+    """A plain ReLU MLP with one linear output (the sinusoid regressor's shape)."""
+    layers, last = [], 6
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(4)
+        for width in hidden:
+            layers += [nn.Linear(last, width), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
+            last = width
+        net = nn.Sequential(*layers, nn.Linear(last, 1)).to(DT)
+    net.train()
+    return net
+
+
+def _batch(tasks=3, support=9, query=6, trailing=False) -> TaskBatch:
     g = torch.Generator().manual_seed(2)
     xs, xq = torch.randn(tasks, support, 6, generator=g, dtype=DT), torch.randn(tasks, query, 6, generator=g, dtype=DT)
     ys, yq = torch.rand(tasks, support, generator=g, dtype=DT), torch.rand(tasks, query, generator=g, dtype=DT)
+    if trailing:  # targets shaped like a plain MLP's predictions, (rows, 1)
+        ys, yq = ys.unsqueeze(-1), yq.unsqueeze(-1)
     ws = torch.ones(tasks, support, dtype=DT)
     ws[0, -3:] = 0  # padding rows
     wq = torch.ones(tasks, query, dtype=DT)
@@ -57,22 +73,31 @@ def _two_steps(algorithm, head):
     theta = {k: v.detach().clone() for k, v in head.named_parameters()}
     buffers = dict(head.named_buffers())
     meta = algorithm.init_meta(theta)
+    trailing = isinstance(head, nn.Sequential)
     torch.manual_seed(11)
-    first = algorithm.meta_gradient(meta, buffers, _batch())
+    first = algorithm.meta_gradient(meta, buffers, _batch(trailing=trailing))
     torch.manual_seed(12)
-    second = algorithm.meta_gradient(meta, buffers, _batch(), first.inner_state)
+    second = algorithm.meta_gradient(meta, buffers, _batch(trailing=trailing), first.inner_state)
     return first, second
+
+
+def _with_loss(algorithm, loss):
+    algorithm.loss = loss
+    return algorithm
 
 
 @pytest.mark.parametrize("hidden", [(7,), (7, 5), (7, 5, 4)])
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
+@pytest.mark.parametrize("module", ["score-head", "plain-mlp"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_closed_form_equals_autograd(name, hidden, dropout):
-    head = _head(hidden, dropout)
-    closed = _two_steps(CASES[name](head, True), head)
-    reference = _two_steps(CASES[name](head, False), head)
+def test_closed_form_equals_autograd(name, module, hidden, dropout):
+    head = _head(hidden, dropout) if module == "score-head" else _mlp(hidden, dropout)
+    loss = weighted_mse if module == "score-head" else sinusoid_mse
+    assert plan_for(head, loss, InnerSGD(0.1)) is not None
+    closed = _two_steps(_with_loss(CASES[name](head, True), loss), head)
+    reference = _two_steps(_with_loss(CASES[name](head, False), loss), head)
     for got, want in zip(closed, reference):
-        torch.testing.assert_close(got.query_loss, want.query_loss, rtol=0, atol=1e-13)
+        torch.testing.assert_close(got.query_loss, want.query_loss, rtol=1e-10, atol=1e-13)
         for k, expected in want.grads["params"].items():
             assert got.grads["params"][k].shape == expected.shape
             torch.testing.assert_close(got.grads["params"][k], expected, rtol=1e-10, atol=1e-13)
@@ -135,6 +160,9 @@ def test_closed_form_is_not_planned_where_it_would_differ():
     nobias = _head()
     nobias.body[0] = nn.Linear(6, 7, bias=False).to(DT)
     assert plan_for(nobias, weighted_mse, sgd) is None
+    two_outputs = nn.Sequential(nn.Linear(6, 7), nn.ReLU(), nn.Linear(7, 2))
+    assert plan_for(two_outputs, sinusoid_mse, sgd) is None
+    assert plan_for(_mlp(), sinusoid_mse, sgd) is not None
 
 
 @pytest.mark.parametrize("algorithm", [
