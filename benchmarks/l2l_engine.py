@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _meta_setup import best_time, demo_meta_batch  # noqa: E402
 from _report import write_section  # noqa: E402
 
+from piaa.heap import keep_freed_memory  # noqa: E402
 from piaa.meta import MAML, InnerSGD, MetaSGD  # noqa: E402
 from piaa.meta.engines import meta_gradient_fn  # noqa: E402
 from piaa.meta.learn2learn_engine import build  # noqa: E402,F401  (registers engine=learn2learn)
@@ -36,8 +37,9 @@ def throughput(repeats: int) -> str:
     batch, model, theta, buffers = demo_meta_batch(50, 50)
     n = len(batch)
     lines = [
-        f"Meta-gradient throughput, raters/second: piaa's default engine (`batched`: stacked per-rater parameters, "
-        f"batched-matmul forward, autograd) against `engine=learn2learn` (`l2l.algorithms.MAML`/`MetaSGD`, `clone()` + "
+        f"Meta-gradient throughput, raters/second: piaa's default engine (`batched`; for this head the closed form of "
+        f"`piaa.meta.closed_form` for MAML and first-order MAML, autograd through stacked per-rater parameters for "
+        f"Meta-SGD) against `engine=learn2learn` (`l2l.algorithms.MAML`/`MetaSGD`, `clone()` + "
         f"`adapt()` rater by rater). Meta-batch of {n} demo raters, support padded to 50 images, 50 query images, "
         f"5 inner SGD steps (lr 0.05), head 256→128→64→1, float32, best of {repeats}. Both engines give the same "
         "gradients to 1e-5 (tests/meta/test_learn2learn_gradients.py).",
@@ -93,6 +95,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as meta-training does (piaa.heap); both engines run under it
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     note = f"torch threads: {torch.get_num_threads()}; 1-minute load average at the start: {load:.1f} (figures from a busy machine are lower bounds; the ratio is measured in one run)."
     body = throughput(3 if args.quick else 7)

@@ -117,14 +117,23 @@ def _mm(a: torch.Tensor, b: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     return out.mul_(alpha) if alpha != 1.0 else out
 
 
-def _add_mm(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Tensor:
-    """c + alpha · a @ b (c broadcast to the product's shape), in place into c with `inplace`."""
+def _add_mm(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float = 1.0, inplace: bool = False, beta: float = 1.0) -> torch.Tensor:
+    """beta · c + alpha · a @ b (c broadcast to the product's shape), in place into c with `inplace`."""
     if b.dim() == 3 and b.shape[-1] > 1 and b.shape[-2] > 1:
-        return c.baddbmm_(a, b, alpha=alpha) if inplace else torch.baddbmm(c, a, b, alpha=alpha)
+        return c.baddbmm_(a, b, beta=beta, alpha=alpha) if inplace else torch.baddbmm(c, a, b, beta=beta, alpha=alpha)
     if b.dim() == 2 and b.shape[-1] > 1 and b.shape[-2] > 1 and c.dim() <= 1 and not inplace:
         t, r, k = a.shape
-        return torch.addmm(c, a.reshape(t * r, k), b, alpha=alpha).view(t, r, -1)
-    return c.add_(_mm(a, b), alpha=alpha) if inplace else torch.add(c, _mm(a, b), alpha=alpha)
+        return torch.addmm(c, a.reshape(t * r, k), b, beta=beta, alpha=alpha).view(t, r, -1)
+    if inplace:
+        return (c if beta == 1.0 else c.mul_(beta)).add_(_mm(a, b), alpha=alpha)
+    return torch.add(c if beta == 1.0 else c * beta, _mm(a, b), alpha=alpha)
+
+
+def _add_tn_(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """c += aᵀ b per task (a: [tasks, rows, i], b: [tasks, rows, j]), in place."""
+    if a.shape[-1] == 1 or b.shape[-1] == 1:
+        return c.add_(_tn(a, b))
+    return c.baddbmm_(a.transpose(1, 2), b)
 
 
 def _linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -132,7 +141,12 @@ def _linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _tn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """aᵀ b per task: [tasks, rows, i] × [tasks, rows, j] → [tasks, i, j]."""
+    """aᵀ b per task: [tasks, rows, i] × [tasks, rows, j] → [tasks, i, j]; with i or j = 1 (the output
+    layer) a broadcast multiply summed over rows, read in memory order."""
+    if b.shape[-1] == 1:
+        return (a * b).sum(1).unsqueeze(-1)
+    if a.shape[-1] == 1:
+        return (a * b).sum(1, keepdim=True)
     return _mm(a.transpose(1, 2), b)
 
 
@@ -250,6 +264,7 @@ def _maml_sgd(plan, params, buffers, batch, lr, steps, first_order):
             a_s = a_s.baddbmm_(kss, g0, alpha=-lr)  # a_s is not on the tape: its masks and h are
         ws = [None] + [torch.add(w, d, alpha=-lr) for w, d in zip(ws[1:], sp.dw[1:])]
         bs = [None] + [torch.add(b, d, alpha=-lr) for b, d in zip(bs[1:], sp.db[1:])]
+        sp.dw = sp.db = None  # the reverse pass does not need them: keep the tape small
     a_q = a_q0 if d_sum is None else torch.baddbmm(a_q0, kqs, d_sum, alpha=-lr)
     hq, mq, oq = _hidden(plan, a_q, ws, bs)
     pq = _link(plan, oq)
@@ -295,13 +310,13 @@ def _reverse_step(plan, sp: _Pass, ws, ys, cs, kss, lr, d_bar, as_bar, w_bar, b_
     g_bar[0] = d_bar.clone() if as_bar is None else torch.baddbmm(d_bar, kss, as_bar, alpha=-lr)
     h_bar: list = [None] * layers
     for layer in range(1, layers):  # through dW_l = h_{l-1}ᵀ g_l and db_l = Σ g_l, whose adjoints are −lr W̄_l, −lr b̄_l
-        g_bar[layer] = _add_mm(b_bar[layer], sp.hs[layer - 1], w_bar[layer]).mul_(-lr)
-        h_bar[layer - 1] = _mm(sp.gs[layer], w_bar[layer].transpose(1, 2), -lr)
-    w_bar, b_bar = list(w_bar), list(b_bar)
+        g_bar[layer] = _add_mm(b_bar[layer], sp.hs[layer - 1], w_bar[layer], alpha=-lr, beta=-lr)
+        h_bar[layer - 1] = _mm(sp.gs[layer], w_bar[layer].transpose(1, 2))  # times −lr below, inside a matmul
+    b_bar = list(b_bar)
     for layer in range(1, layers):  # g_{l-1} = (g_l W_lᵀ) ⊙ mask_{l-1}
         u = _masked(g_bar[layer - 1], sp.hs[layer - 1], sp.masks[layer - 1])  # g_bar[l-1] is not needed after this
         g_bar[layer] = _add_mm(g_bar[layer], u, ws[layer], inplace=True)
-        w_bar[layer] = _add_mm(w_bar[layer], u.transpose(1, 2), sp.gs[layer])
+        _add_tn_(w_bar[layer], u, sp.gs[layer])  # W̄ accumulates in place: its old value was used above
     p = sp.p
     if plan.sigmoid:  # g_out = c (p − y) p (1 − p): its derivative in o
         s = p * (1 - p)
@@ -309,9 +324,10 @@ def _reverse_step(plan, sp: _Pass, ws, ys, cs, kss, lr, d_bar, as_bar, w_bar, b_
     else:  # g_out = c (o − y)
         a_bar = g_bar[-1] * cs
     for layer in range(layers - 1, 0, -1):  # the forward pass at these weights
-        w_bar[layer] = _add_mm(w_bar[layer], sp.hs[layer - 1].transpose(1, 2), a_bar)
+        _add_tn_(w_bar[layer], sp.hs[layer - 1], a_bar)
         b_bar[layer] = b_bar[layer] + a_bar.sum(1, keepdim=True)
-        a_bar = _masked(_add_mm(h_bar[layer - 1], a_bar, ws[layer].transpose(-1, -2), inplace=True), sp.hs[layer - 1], sp.masks[layer - 1])
+        a_bar = _add_mm(h_bar[layer - 1], a_bar, ws[layer].transpose(-1, -2), inplace=True, beta=-lr)
+        a_bar = _masked(a_bar, sp.hs[layer - 1], sp.masks[layer - 1])
     as_bar = a_bar if as_bar is None else as_bar.add_(a_bar)
     return as_bar, w_bar, b_bar
 
