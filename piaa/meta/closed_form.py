@@ -7,14 +7,14 @@ blocks with a squared-error loss (Finn et al.'s sinusoid regressor), the inner g
 closed form, and so has the reverse pass of an unrolled inner loop. Writing both out lets the
 engine do only the matrix products, and fewer of them:
 
-* **The first layer never changes shape of information.** Its input z (standardised features) is
-  fixed, and an SGD step moves its weights by z^T g, so its pre-activation on rows z' moves by
+* **The first layer's input never changes.** Its input z (the standardised features) is fixed, and an SGD step moves its weights by z^T g, so its pre-activation on rows z' moves by
   (z' z^T + 1) g: a rows × rows Gram product instead of two rows × features × width products per
   step (the `+ 1` is the bias). The adapted first-layer weights are formed once, where needed.
 * **The meta-gradient's reverse pass is written by hand** (second-order MAML with SGD), so it saves
   exactly the tensors it needs and runs no graph machinery.
 * Loops that need no meta-gradient through them (first-order MAML, Reptile, BLG-PIAA) update the
-  weights in place with fused `_foreach` kernels, as test-time adaptation does.
+  weights in place (`step_inplace`: fused `_foreach` kernels, torch's fused Adam), as test-time
+  adaptation does.
 
 The engine uses this path where it applies (`plan_for`) and autograd everywhere else (other modules
 and losses, Adam with second-order meta-gradients, Meta-SGD's learned step sizes, ANIL's partial
@@ -25,7 +25,6 @@ forward passes, so a seeded run draws the same masks on either path.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch

@@ -11,7 +11,6 @@ from torch import nn
 from piaa.meta import ANIL, MAML, InnerAdam, InnerSGD, MetaSGD, Reptile, TaskBatch
 from piaa.meta.closed_form import plan_for
 from piaa.meta.core import weighted_mse
-from piaa.meta.inner import InnerAdam as Adam
 from piaa.meta.inner import step_inplace
 from piaa.meta.model import ScoreHead
 from piaa.meta.sinusoid import mse as sinusoid_mse
@@ -183,7 +182,7 @@ def test_cases_without_a_closed_form_still_match_autograd(algorithm):
 def test_in_place_adam_equals_the_functional_inner_adam():
     """step_inplace (torch's fused Adam kernel, eps rescaled) follows InnerAdam.step exactly."""
     g = torch.Generator().manual_seed(0)
-    opt = Adam(0.01)
+    opt = InnerAdam(0.01)
     params = {"w": torch.randn(3, 4, 5, generator=g, dtype=DT), "b": torch.randn(3, 1, 5, generator=g, dtype=DT)}
     grads = [{k: torch.randn(v.shape, generator=g, dtype=DT) * 10 ** -i for k, v in params.items()} for i in range(4)]
     grads[1]["w"] = grads[1]["w"].transpose(1, 2).contiguous().transpose(1, 2)  # autograd may hand back other strides
