@@ -97,7 +97,7 @@ def step_inplace(opt: InnerOptimizer, params: list[torch.Tensor], grads: list[to
         # bias correction of sqrt(v); passing eps / sqrt(1 − β2^t) makes it this optimiser's. It walks
         # raw memory, so every tensor must share its parameter's (contiguous) layout.
         grads = [g.contiguous() for g in grads]
-        steps = [torch.full((), float(t)) for _ in params]
+        steps = [torch.full((), float(t), device=p.device) for p in params]  # on the parameters' device, as the kernel expects
         _FUSED_ADAM(params, grads, m, v, [], steps, lr=opt.lr, beta1=b1, beta2=b2, weight_decay=0.0,
                     eps=opt.eps / math.sqrt(1 - b2**t), amsgrad=False, maximize=False)
         return
