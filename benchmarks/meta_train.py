@@ -179,17 +179,6 @@ def learn2learn_fn(algorithm):
         return None
 
 
-def _path(algorithm, model) -> str:
-    """Which implementation the engine runs for this case."""
-    from piaa.meta.closed_form import plan_for  # noqa: PLC0415
-
-    if plan_for(model, algorithm.loss, algorithm.inner) is None:
-        return "autograd"
-    if isinstance(algorithm, MAML) and not algorithm.first_order and not isinstance(algorithm.inner, InnerSGD):
-        return "autograd"
-    return "closed form"
-
-
 def throughput(repeats: int, peak: float) -> str:
     batch, model, theta, buffers = demo_meta_batch(80, 80)
     n = len(batch)
@@ -236,7 +225,7 @@ def throughput(repeats: int, peak: float) -> str:
         else:
             label = labels[order] if opt_name == "sgd" else order
         bound = times[1] / (f_ours / peak)
-        lines.append(f"| {opt_name} | {label} | {_path(algorithm, model)} | {ours:.0f} | {ref:.0f} | {l2l_rate} | {ours / ref:.1f}x | "
+        lines.append(f"| {opt_name} | {label} | {"autograd" if algorithm.closed_form_plan(meta) is None else "closed form"} | {ours:.0f} | {ref:.0f} | {l2l_rate} | {ours / ref:.1f}x | "
                      f"{f_ours * 1e3:.0f} / {f_ref * 1e3:.0f} | {f_ours / times[0]:.1f} | {f_ref / times[1]:.1f} | {bound:.1f}x | "
                      f"{matmul_share(engine):.0%} / {matmul_share(reference):.0%} |")
         print(lines[-1], flush=True)

@@ -20,21 +20,27 @@ _ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "
 _state = {"done": False}
 
 
+def glibc() -> ctypes.CDLL | None:
+    """The running process's C library if it is glibc (whose mallopt works; musl's is a stub), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return None
+    return libc if hasattr(libc, "gnu_get_libc_version") else None
+
+
 def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 64 << 20) -> bool:
     """Serve blocks below `mmap_threshold` from the heap and keep up to `trim_threshold` of free heap
     top. True when the settings are in force (now or from an earlier call); False where the C library
     is not glibc, or the user set the thresholds in the environment."""
     if _state["done"]:
         return True
-    if not sys.platform.startswith("linux") or any(k in os.environ for k in _ENV):
+    libc = glibc()
+    if libc is None or any(k in os.environ for k in _ENV):
         return False
-    try:
-        libc = ctypes.CDLL(None)
-        version = libc.gnu_get_libc_version  # glibc only: musl's mallopt is a stub
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    del version
+    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     _state["done"] = mallopt(M_MMAP_THRESHOLD, mmap_threshold) == 1 and mallopt(M_TRIM_THRESHOLD, trim_threshold) == 1
     return _state["done"]

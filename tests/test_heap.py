@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import subprocess
 import sys
 
 import pytest
+
+from piaa.heap import glibc
 
 ROUNDS = """
 import resource, sys
@@ -25,14 +26,6 @@ print(faults[-1])
 """
 
 
-def _glibc() -> bool:
-    try:
-        ctypes.CDLL(None).gnu_get_libc_version
-    except (OSError, AttributeError):
-        return False
-    return sys.platform.startswith("linux")
-
-
 def _faults_in_third_round(mode: str) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), env.get("PYTHONPATH", "")])
@@ -40,7 +33,7 @@ def _faults_in_third_round(mode: str) -> int:
     return int(out.stdout.strip())
 
 
-@pytest.mark.skipif(not _glibc(), reason="glibc's malloc only")
+@pytest.mark.skipif(glibc() is None, reason="glibc's malloc only")
 def test_keep_freed_memory_stops_page_faults_on_reallocation():
     default, kept = _faults_in_third_round("default"), _faults_in_third_round("keep")
     assert default > 2000  # 20 MiB = 5,120 pages given back and faulted in again

@@ -53,18 +53,19 @@ class HeadPlan:
         return len(self.weights)
 
 
-def plan_for(module: nn.Module, loss, inner, *, adapt=None, lrs=None) -> HeadPlan | None:
+def plan_for(module: nn.Module, loss, inner, *, adapt=None, lrs=None, second_order: bool = False) -> HeadPlan | None:
     """The plan for `module` if the closed form computes exactly what autograd would, else None.
 
     Modules: the score head, or a plain `nn.Sequential` of Linear → ReLU (→ Dropout) blocks ending in a
     Linear with one output. Losses: one declaring ``squared_error = True``, i.e. Σ w·(pred − y)² / Σ w over
-    a task's rows (`weighted_mse`, the sinusoid example's `mse`).
+    a task's rows (`weighted_mse`, the sinusoid example's `mse`). A meta-gradient through the inner loop
+    (`second_order`) is written out for SGD only.
     """
     from piaa.meta.model import ScoreHead  # noqa: PLC0415  (model imports piaa.nn only; keep core light)
 
     if not getattr(loss, "squared_error", False) or adapt is not None or lrs is not None:
         return None
-    if not isinstance(inner, (InnerSGD, InnerAdam)):
+    if not isinstance(inner, InnerSGD if second_order else (InnerSGD, InnerAdam)):
         return None
     if type(module) is ScoreHead:
         body, prefix, standardize, sigmoid = module.body, "body.", ("standardize.mean", "standardize.scale"), True
@@ -101,19 +102,17 @@ def plan_for(module: nn.Module, loss, inner, *, adapt=None, lrs=None) -> HeadPla
 #    every task ([k, n]: one matrix product over all rows). A product with k = 1 or n = 1 (into or out
 #    of the one-unit output layer) is a broadcast multiply (and sum): cheaper than a batched gemv.
 
-def _mm(a: torch.Tensor, b: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-    """alpha · a @ b, a: [tasks, r, k] (may be a transposed view)."""
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b, a: [tasks, r, k] (may be a transposed view)."""
     k, n = b.shape[-2], b.shape[-1]
     if n == 1:
-        out = (a * b.transpose(-1, -2)).sum(-1, keepdim=True)
-    elif k == 1:
-        out = a * b
-    elif b.dim() == 2:
+        return (a * b.transpose(-1, -2)).sum(-1, keepdim=True)
+    if k == 1:
+        return a * b
+    if b.dim() == 2:
         t, r, _ = a.shape
-        out = torch.mm(a.reshape(t * r, k), b).view(t, r, n)
-    else:
-        return torch.baddbmm(a.new_zeros(()), a, b, beta=0, alpha=alpha) if alpha != 1.0 else torch.bmm(a, b)
-    return out.mul_(alpha) if alpha != 1.0 else out
+        return torch.mm(a.reshape(t * r, k), b).view(t, r, n)
+    return torch.bmm(a, b)
 
 
 def _add_mm(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float = 1.0, inplace: bool = False, beta: float = 1.0) -> torch.Tensor:
@@ -329,6 +328,12 @@ def _reverse_step(plan, sp: _Pass, ws, ys, cs, kss, lr, d_bar, as_bar, w_bar, b_
         a_bar = _masked(a_bar, sp.hs[layer - 1], sp.masks[layer - 1])
     as_bar = a_bar if as_bar is None else as_bar.add_(a_bar)
     return as_bar, w_bar, b_bar
+
+
+def fast_weights(layout, params: Params, n: int) -> Params:
+    """`n` per-task copies of `params` in `layout`'s matmul layout, contiguous: what `adapt_in_place`
+    updates in place (copies, so the meta-parameters stay untouched)."""
+    return {k: v.detach().clone(memory_format=torch.contiguous_format) for k, v in layout.stack(params, n).items()}
 
 
 def adapt_in_place(plan: HeadPlan, fast: Params, buffers: Params, phases, inner, state: dict, steps: int) -> dict:

@@ -75,6 +75,9 @@ class InnerAdam:
 InnerOptimizer = InnerSGD | InnerAdam
 
 
+_FUSED_ADAM = getattr(torch, "_fused_adam_", None)  # private but stable since torch 2.4 (CPU); None: foreach path
+
+
 @torch.no_grad()
 def step_inplace(opt: InnerOptimizer, params: list[torch.Tensor], grads: list[torch.Tensor], state: dict, lrs: list[torch.Tensor] | None = None) -> None:
     """The same update as `opt.step`, in place with fused foreach kernels: for test-time adaptation,
@@ -112,9 +115,6 @@ def step_inplace(opt: InnerOptimizer, params: list[torch.Tensor], grads: list[to
         torch._foreach_addcdiv_(params, m, denom, value=-opt.lr * scale)
     else:
         torch._foreach_sub_(params, torch._foreach_mul(torch._foreach_div(m, denom), [lr * scale for lr in lrs]))
-
-
-_FUSED_ADAM = getattr(torch, "_fused_adam_", None)  # private but stable since torch 2.4 (CPU); None: foreach path
 
 
 def make_inner(name: str, lr: float) -> InnerOptimizer:

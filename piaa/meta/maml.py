@@ -17,7 +17,7 @@ from typing import Collection
 import torch
 
 from piaa.meta.core import Loss, Meta, MetaStep, Params, TaskBatch, check_functional, inner_loop, layout_of, leaves, task_losses, weighted_mse
-from piaa.meta.closed_form import adapt_in_place, maml_sgd, plan_for, query_pass
+from piaa.meta.closed_form import HeadPlan, adapt_in_place, fast_weights, maml_sgd, plan_for, query_pass
 from piaa.meta.inner import InnerOptimizer, InnerSGD
 
 
@@ -69,18 +69,23 @@ class MAML:
             out[g][k] = d if d is not None else torch.zeros_like(v)
         return MetaStep(out, qloss.detach(), None)
 
+    def closed_form_plan(self, meta: Meta) -> HeadPlan | None:
+        """How `piaa.meta.closed_form` computes this algorithm's meta-gradient, or None where autograd
+        does (second-order Adam, Meta-SGD, a partial inner loop, another module or loss, or
+        ``closed_form=False``)."""
+        if not self.closed_form:
+            return None
+        return plan_for(self.module, self.loss, self.inner, adapt=self.adapt, lrs=meta.get("lrs"), second_order=not self.first_order)
 
     def _closed_form(self, meta: Meta, buffers: Params, batch: TaskBatch) -> MetaStep | None:
-        """The meta-step from `piaa.meta.closed_form`, or None where it does not apply (second-order
-        Adam, Meta-SGD, a partial inner loop, another module or loss)."""
-        plan = plan_for(self.module, self.loss, self.inner, adapt=self.adapt, lrs=meta.get("lrs")) if self.closed_form else None
-        if plan is None or (not self.first_order and not isinstance(self.inner, InnerSGD)):
+        plan = self.closed_form_plan(meta)
+        if plan is None:
             return None
         params = {k: v.detach() for k, v in meta["params"].items()}
         if isinstance(self.inner, InnerSGD):
             grads, qloss = maml_sgd(plan, params, buffers, batch, self.inner.lr, self.steps, self.first_order)
         else:
-            fast = {k: v.clone(memory_format=torch.contiguous_format) for k, v in layout_of(self.module).stack(params, len(batch)).items()}
+            fast = fast_weights(layout_of(self.module), params, len(batch))
             adapt_in_place(plan, fast, buffers, [batch.support], self.inner, self.inner.init(fast), self.steps)
             grads, qloss = query_pass(plan, fast, buffers, batch, gradient=True)
         return MetaStep({"params": grads}, qloss, None)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from piaa.meta.core import Loss, Meta, MetaStep, Params, TaskBatch, check_functional, inner_loop, layout_of, task_losses, weighted_mse
-from piaa.meta.closed_form import adapt_in_place, plan_for, query_pass
+from piaa.meta.closed_form import HeadPlan, adapt_in_place, fast_weights, plan_for, query_pass
 from piaa.meta.inner import InnerOptimizer
 
 
@@ -34,6 +34,10 @@ class Reptile:
     def init_meta(self, params: Params) -> Meta:
         return {"params": dict(params)}
 
+    def closed_form_plan(self, meta: Meta) -> HeadPlan | None:
+        """How `piaa.meta.closed_form` runs this inner loop, or None where autograd does."""
+        return plan_for(self.module, self.loss, self.inner) if self.closed_form else None
+
     def meta_gradient(self, meta: Meta, buffers: Params, batch: TaskBatch, inner_state: dict | None = None) -> MetaStep:
         """θ − mean θ' over the batch; the returned inner state is the tasks' mean final state."""
         params = meta["params"]
@@ -43,9 +47,9 @@ class Reptile:
         state = {k: ({m: t.expand(n, *t.shape) for m, t in layout.to_layout({m: t.detach() for m, t in v.items()}).items()}
                      if isinstance(v, dict) else v) for k, v in state.items()}
         phases = [batch.support] + ([batch.query] if self.query_phase else [])
-        plan = plan_for(self.module, self.loss, self.inner) if self.closed_form else None
+        plan = self.closed_form_plan(meta)
         if plan is not None:
-            fast = {k: v.detach().clone(memory_format=torch.contiguous_format) for k, v in layout.stack(params, n).items()}
+            fast = fast_weights(layout, params, n)
             state = adapt_in_place(plan, fast, buffers, phases, self.inner, state, self.steps)
             _, qloss = query_pass(plan, fast, buffers, batch, gradient=False)
         else:

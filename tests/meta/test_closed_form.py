@@ -194,3 +194,15 @@ def test_in_place_adam_equals_the_functional_inner_adam():
     for got, want in zip(in_place, functional.values()):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
     assert inplace_state["t"] == 4
+
+
+def test_closed_form_plan_names_the_path_each_algorithm_takes():
+    """Second-order MAML is written out for SGD only; Meta-SGD, ANIL and closed_form=False use autograd."""
+    head = _head()
+    meta = lambda a: a.init_meta({k: v.detach() for k, v in head.named_parameters()})
+    closed = [MAML(head, InnerSGD(0.5), 3), MAML(head, InnerSGD(0.5), 3, first_order=True),
+              MAML(head, InnerAdam(0.01), 3, first_order=True), Reptile(head, InnerAdam(0.01), 2, query_phase=True)]
+    autograd = [MAML(head, InnerAdam(0.01), 3), MetaSGD(head, InnerSGD(0.5), 2), ANIL(head, InnerSGD(0.5), 3),
+                MAML(head, InnerSGD(0.5), 3, closed_form=False), Reptile(head, InnerSGD(0.5), 2, closed_form=False)]
+    assert all(a.closed_form_plan(meta(a)) is not None for a in closed)
+    assert all(a.closed_form_plan(meta(a)) is None for a in autograd)
